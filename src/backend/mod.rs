@@ -1,0 +1,65 @@
+//! Storage tiers behind one trait. A tier executes a [`Command`] and answers
+//! with the outcome as a [`Response`] value (a miss is a value, not an
+//! error); [`BackendError`] is for a tier that could not answer at all.
+//!
+//! Implementations: [`memcached::MemcachedL1`], the pooled, pipelined binary
+//! client for the L1 memcached. The embedded memcached process that backs the
+//! default run lives in [`embedded`].
+
+pub mod embedded;
+pub mod memcached;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::protocol::{Command, Response};
+
+/// Which tier failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    L1,
+    L2,
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::L1 => "L1",
+            Tier::L2 => "L2",
+        })
+    }
+}
+
+/// A tier that could not answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0} unavailable")]
+    Unavailable(Tier),
+    #[error("{0} timeout")]
+    Timeout(Tier),
+    #[error("{0} overloaded")]
+    Overloaded(Tier),
+    #[error("{0} protocol error: {1}")]
+    Protocol(Tier, &'static str),
+    #[error("{0} does not serve this command")]
+    Unsupported(Tier),
+}
+
+impl BackendError {
+    /// The text after `SERVER_ERROR ` (and the binary error body).
+    pub fn reply_text(&self) -> bytes::Bytes {
+        bytes::Bytes::from(self.to_string())
+    }
+}
+
+pub type BackendFuture = Pin<Box<dyn Future<Output = Result<Response, BackendError>> + Send>>;
+
+/// One storage tier.
+///
+/// `call` starts the command before it returns, so commands issued one after
+/// another on the same handle reach the tier in that order even while their
+/// replies are awaited together: that is what lets a connection pipeline.
+pub trait Backend: Send + Sync + 'static {
+    fn call(&self, cmd: &Command) -> BackendFuture;
+}

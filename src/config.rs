@@ -1,0 +1,92 @@
+//! The proxy's command line.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::backend::memcached::L1Addr;
+use crate::protocol::DEFAULT_MAX_VALUE;
+use crate::server::ListenAddr;
+
+/// Orchestration policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OrcaKind {
+    /// Every request goes to memcached (L1) alone.
+    L1Only,
+}
+
+/// rend: a memcached proxy. With no flags it starts its own memcached on a
+/// private unix socket and serves on 127.0.0.1:11211.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "rend", version = crate::metrics::VERSION)]
+pub struct Config {
+    /// Where to serve: host:port (port 0 picks a free port; the bound address is
+    /// logged as "listening on ADDR") or unix:/path.
+    #[arg(long, default_value = "127.0.0.1:11211")]
+    pub listen: ListenAddr,
+
+    /// The L1 memcached: unix:/path or host:port. Without it, rend starts
+    /// memcached from PATH and supervises it.
+    #[arg(long)]
+    pub l1: Option<L1Addr>,
+
+    /// Connections to memcached, shared by all client connections.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub l1_conns: u16,
+
+    /// Per-request timeout for L1 calls, milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub l1_timeout_ms: u64,
+
+    /// Memory of the embedded memcached, megabytes (its -m).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..=1_048_576))]
+    pub l1_memory_mb: u32,
+
+    /// The memcached executable for the embedded L1.
+    #[arg(long, default_value = "memcached")]
+    pub memcached: String,
+
+    /// Orchestration policy.
+    #[arg(long, value_enum, default_value_t = OrcaKind::L1Only)]
+    pub orca: OrcaKind,
+
+    /// Client connections served at once; one more gets
+    /// "ERROR Too many open connections" and is closed.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_conns: u64,
+
+    /// Largest value accepted, bytes. The default is what memcached -I 1m
+    /// stores for a 1-byte key (its item header counts against the 1 MiB).
+    #[arg(long, visible_alias = "max-value-size", default_value_t = DEFAULT_MAX_VALUE,
+          value_parser = parse_item_size)]
+    pub max_item_size: usize,
+
+    /// Close a client connection that completes no request for this many
+    /// seconds (idle, or trickling a request); 0 never closes.
+    #[arg(long, default_value_t = 0)]
+    pub idle_timeout: u64,
+
+    /// How long shutdown waits for connections to finish, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace: u64,
+}
+
+fn parse_item_size(s: &str) -> Result<usize, String> {
+    let v: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    if !(1..=1 << 30).contains(&v) {
+        return Err(format!("{v} is out of range 1..=1073741824"));
+    }
+    Ok(v)
+}
+
+impl Config {
+    pub fn l1_timeout(&self) -> Duration {
+        Duration::from_millis(self.l1_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+    }
+}

@@ -1,0 +1,25 @@
+//! rend: a memcached proxy in front of a local memcached (L1), and the
+//! library its load and verification tools share.
+//!
+//! Where a request goes, top to bottom:
+//! - [`server`] accepts connections, sniffs the protocol from the first byte
+//!   and runs one loop per connection ([`server::conn`]);
+//! - [`protocol`] decodes requests ([`protocol::text`], [`protocol::binary`])
+//!   into one neutral [`protocol::Request`] and encodes the
+//!   [`protocol::Response`];
+//! - [`orca`] is the policy that decides which tier answers
+//!   ([`orca::L1Only`]);
+//! - [`backend`] holds the tiers: [`backend::memcached`], the pooled binary
+//!   client of memcached, and [`backend::embedded`], the memcached rend
+//!   starts when it is given none.
+//!
+//! [`config`] is the command line, [`app`] wires them together and
+//! [`metrics`] counts what happens.
+
+pub mod app;
+pub mod backend;
+pub mod config;
+pub mod metrics;
+pub mod orca;
+pub mod protocol;
+pub mod server;

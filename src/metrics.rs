@@ -1,0 +1,174 @@
+//! The proxy's own counters, kept as atomics and reported by `stats` with
+//! memcached's names so memcached dashboards read rend unchanged.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::protocol::{Command, Response, StoreMode};
+
+/// The protocol level rend speaks, then its own version: clients such as
+/// memccapable read the leading memcached version to choose their tests.
+pub const VERSION: &str = concat!("1.6.18-rend-", env!("CARGO_PKG_VERSION"));
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// Counters, named as in memcached's `stats`.
+        #[derive(Default)]
+        pub struct Counts { $(pub $name: AtomicU64,)* }
+
+        impl Counts {
+            fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters!(
+    curr_connections,
+    total_connections,
+    rejected_connections,
+    cmd_get,
+    cmd_set,
+    cmd_flush,
+    cmd_touch,
+    get_hits,
+    get_misses,
+    delete_misses,
+    delete_hits,
+    incr_misses,
+    incr_hits,
+    decr_misses,
+    decr_hits,
+    cas_misses,
+    cas_hits,
+    cas_badval,
+    touch_hits,
+    touch_misses,
+    backend_errors,
+);
+
+/// Counters plus the start time.
+pub struct Counters {
+    pub counts: Counts,
+    started: Instant,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            counts: Counts::default(),
+            started: Instant::now(),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Count one answered request.
+    pub fn record(&self, req: &Command, resp: &Response) {
+        let c = &self.counts;
+        if matches!(
+            resp,
+            Response::Error(crate::protocol::ErrorReply::Server(_))
+        ) {
+            bump(&c.backend_errors, 1);
+        }
+        match (req, resp) {
+            (Command::Get { keys, touch }, Response::Values(values)) => {
+                let hits = values.len() as u64;
+                let misses = (keys.len() as u64).saturating_sub(hits);
+                if touch.is_some() {
+                    bump(&c.cmd_touch, keys.len() as u64);
+                    bump(&c.touch_hits, hits);
+                    bump(&c.touch_misses, misses);
+                } else {
+                    bump(&c.cmd_get, keys.len() as u64);
+                    bump(&c.get_hits, hits);
+                    bump(&c.get_misses, misses);
+                }
+            }
+            (Command::Store { mode, .. }, r) => {
+                bump(&c.cmd_set, 1);
+                if *mode == StoreMode::Cas {
+                    match r {
+                        Response::Stored { .. } => bump(&c.cas_hits, 1),
+                        Response::Exists => bump(&c.cas_badval, 1),
+                        Response::NotFound => bump(&c.cas_misses, 1),
+                        _ => {}
+                    }
+                }
+            }
+            (Command::Delete { .. }, Response::Deleted) => bump(&c.delete_hits, 1),
+            (Command::Delete { .. }, Response::NotFound) => bump(&c.delete_misses, 1),
+            (Command::Arith { incr, .. }, r) => {
+                let hit = matches!(r, Response::Numeric { .. });
+                let miss = matches!(r, Response::NotFound);
+                match (incr, hit, miss) {
+                    (true, true, _) => bump(&c.incr_hits, 1),
+                    (true, _, true) => bump(&c.incr_misses, 1),
+                    (false, true, _) => bump(&c.decr_hits, 1),
+                    (false, _, true) => bump(&c.decr_misses, 1),
+                    _ => {}
+                }
+            }
+            (Command::Touch { .. }, r) => {
+                bump(&c.cmd_touch, 1);
+                match r {
+                    Response::Touched { .. } => bump(&c.touch_hits, 1),
+                    Response::NotFound => bump(&c.touch_misses, 1),
+                    _ => {}
+                }
+            }
+            (Command::Flush { .. }, _) => bump(&c.cmd_flush, 1),
+            _ => {}
+        }
+    }
+
+    /// `stats` as memcached lays it out: pid, uptime, time, version, then
+    /// the counters.
+    pub fn stats(&self) -> Vec<(Bytes, Bytes)> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut out: Vec<(Bytes, Bytes)> = vec![
+            ("pid", std::process::id().to_string()),
+            ("uptime", self.started.elapsed().as_secs().to_string()),
+            ("time", now.to_string()),
+            ("version", VERSION.to_string()),
+            (
+                "pointer_size",
+                (8 * std::mem::size_of::<usize>()).to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from(v)))
+        .collect();
+        out.extend(
+            self.counts
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from(v.to_string()))),
+        );
+        out
+    }
+
+    pub fn connection_opened(&self) {
+        bump(&self.counts.curr_connections, 1);
+        bump(&self.counts.total_connections, 1);
+    }
+
+    pub fn connection_closed(&self) {
+        self.counts.curr_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn current_connections(&self) -> u64 {
+        self.counts.curr_connections.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,58 @@
+//! `l1-only`: every request goes to memcached and its answer comes back
+//! unchanged. The proxy adds only what memcached lacks: refusing unsafe
+//! input before it reaches memcached (DESIGN §2) and surviving memcached's
+//! absence.
+
+use std::sync::Arc;
+
+use super::{answer_locally, backend_failure, ready, Orca, Reply};
+use crate::backend::Backend;
+use crate::metrics::Counters;
+use crate::protocol::{Command, ErrorReply, Invalid, Request, Response};
+
+pub struct L1Only<B> {
+    l1: B,
+    counters: Arc<Counters>,
+}
+
+impl<B: Backend> L1Only<B> {
+    pub fn new(l1: B, counters: Arc<Counters>) -> Self {
+        L1Only { l1, counters }
+    }
+}
+
+impl<B: Backend> Orca for L1Only<B> {
+    fn handle(&mut self, req: &Request) -> Reply {
+        if let Some(resp) = answer_locally(req, &self.counters) {
+            return ready(resp);
+        }
+        match &req.cmd {
+            // memcached drops the old value when a set is refused as too
+            // large, so a failed write never leaves the previous value
+            // readable; rend refused it before memcached saw it, so it asks
+            // for the delete itself.
+            Command::Invalid(Invalid::TooLarge { delete: Some(key) }) => {
+                let delete = self.l1.call(&Command::Delete {
+                    key: key.clone(),
+                    cas: 0,
+                });
+                Box::pin(async move {
+                    let _ = delete.await;
+                    Response::Error(ErrorReply::TooLarge)
+                })
+            }
+            // memcached cannot tell an item's expiry, so GETE has no answer
+            // in this mode.
+            Command::GetE { .. } => ready(Response::Error(ErrorReply::UnknownCommand)),
+            cmd => {
+                let call = self.l1.call(cmd);
+                Box::pin(async move {
+                    match call.await {
+                        Ok(resp) => resp,
+                        Err(e) => backend_failure(&e),
+                    }
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Orchestration policies: given a request, decide which tiers to call and
+//! what to answer. An orca returns [`Response`] values and never touches a
+//! socket. One file per policy.
+
+pub mod l1_only;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::backend::BackendError;
+use crate::metrics::{Counters, VERSION};
+use crate::protocol::{Command, ErrorReply, Frame, Invalid, Request, Response};
+
+pub use l1_only::L1Only;
+
+pub type Reply = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// A policy, one instance per client connection.
+///
+/// `handle` must start the request's first backend call before it returns
+/// (see [`crate::backend::Backend::call`]): the connection calls it for every
+/// request of a pipelined batch, in order, and then awaits the replies.
+pub trait Orca: Send {
+    fn handle(&mut self, req: &Request) -> Reply;
+}
+
+/// Builds the orca of each new client connection.
+pub type OrcaFactory = Arc<dyn Fn() -> Box<dyn Orca> + Send + Sync>;
+
+pub(crate) fn ready(resp: Response) -> Reply {
+    Box::pin(std::future::ready(resp))
+}
+
+/// Replies every policy gives the same way, without a backend: version,
+/// noop, quit, verbosity, the proxy's own stats and requests refused while
+/// decoding. `None`: the request needs the policy.
+pub(crate) fn answer_locally(req: &Request, counters: &Counters) -> Option<Response> {
+    Some(match &req.cmd {
+        Command::Version => Response::Version(Bytes::from_static(VERSION.as_bytes())),
+        Command::Noop | Command::Verbosity { .. } => Response::Ok,
+        // Binary quit is acknowledged (quitq is not); text quit just closes.
+        Command::Quit => match req.frame {
+            Frame::Binary { .. } => Response::Ok,
+            Frame::Text { .. } => Response::Nothing,
+        },
+        Command::Stats { arg: None } => Response::Stats(counters.stats()),
+        Command::Invalid(Invalid::TooLarge { delete: Some(_) }) => return None,
+        Command::Invalid(invalid) => Response::Error(ErrorReply::from_invalid(invalid)),
+        _ => return None,
+    })
+}
+
+/// A tier failure as the client sees it: `SERVER_ERROR <tier> <what>`
+/// (binary: status 0x86 with the same text).
+pub(crate) fn backend_failure(e: &BackendError) -> Response {
+    match e {
+        BackendError::Unsupported(_) => Response::Error(ErrorReply::UnknownCommand),
+        e => Response::Error(ErrorReply::Server(e.reply_text())),
+    }
+}

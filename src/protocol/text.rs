@@ -1,0 +1,756 @@
+//! memcached's text protocol: requests as memcached 1.6.18 parses them
+//! (tokens split on spaces, its argument counts, its error strings) and
+//! replies as it writes them.
+//!
+//! Where memcached is unsafe, rend is deliberately stricter (DESIGN §2): a
+//! refused storage command whose `<bytes>` parsed has its data block
+//! discarded, so the block is never run as a command; a `<bytes>` that does
+//! not parse closes the connection; flags and exptimes that memcached would
+//! truncate are refused.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::number::{parse_i32, parse_u32, parse_u64};
+use super::{
+    msg, Command, ErrorReply, Frame, FrameError, Invalid, Limits, Request, Response, StoreMode,
+    Value, MAX_KEY_LEN,
+};
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for a command line; `scanned` bytes hold no newline.
+    Line { scanned: usize },
+    /// A storage command whose line parsed: waiting for `len` bytes of data
+    /// plus `\r\n`. The line is not parsed again when more bytes arrive.
+    Data { head: StoreHead, len: usize },
+    /// Discarding the data block of a refused storage command.
+    Swallow { remaining: usize },
+}
+
+#[derive(Debug)]
+struct StoreHead {
+    mode: StoreMode,
+    key: Bytes,
+    flags: u32,
+    exptime: i64,
+    cas: u64,
+    noreply: bool,
+}
+
+/// Incremental decoder of text requests.
+#[derive(Debug)]
+pub struct RequestDecoder {
+    limits: Limits,
+    state: State,
+}
+
+impl RequestDecoder {
+    pub fn new(limits: Limits) -> Self {
+        RequestDecoder {
+            limits,
+            state: State::Line { scanned: 0 },
+        }
+    }
+
+    /// Decode one request from the front of `buf`, consuming its bytes.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, FrameError> {
+        loop {
+            match &mut self.state {
+                State::Swallow { remaining } => {
+                    let n = (*remaining).min(buf.len());
+                    buf.advance(n);
+                    *remaining -= n;
+                    if *remaining > 0 {
+                        return Ok(None);
+                    }
+                    self.state = State::Line { scanned: 0 };
+                }
+                State::Data { len, .. } => {
+                    let need = *len + 2;
+                    if buf.len() < need {
+                        return Ok(None);
+                    }
+                    let State::Data { head, len } =
+                        std::mem::replace(&mut self.state, State::Line { scanned: 0 })
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let block = buf.split_to(need).freeze();
+                    let frame = Frame::Text {
+                        noreply: head.noreply,
+                        cas: false,
+                    };
+                    if &block[len..] != b"\r\n" {
+                        return Ok(Some(Request {
+                            cmd: Command::Invalid(Invalid::BadDataChunk),
+                            frame,
+                        }));
+                    }
+                    return Ok(Some(Request {
+                        cmd: Command::Store {
+                            mode: head.mode,
+                            key: head.key,
+                            flags: head.flags,
+                            exptime: head.exptime,
+                            cas: head.cas,
+                            value: block.slice(..len),
+                        },
+                        frame,
+                    }));
+                }
+                State::Line { scanned } => {
+                    let from = *scanned;
+                    let Some(pos) = buf[from..].iter().position(|&b| b == b'\n') else {
+                        *scanned = buf.len();
+                        self.check_partial_line(buf)?;
+                        return Ok(None);
+                    };
+                    let end = from + pos;
+                    if end > self.limits.max_line && !is_get_line(&buf[..end]) {
+                        return Err(FrameError::close("command line too long"));
+                    }
+                    let line = buf.split_to(end + 1).freeze();
+                    self.state = State::Line { scanned: 0 };
+                    if let Some(req) = self.parse_line(line)? {
+                        return Ok(Some(req));
+                    }
+                    // A storage command: go round to wait for its data.
+                }
+            }
+        }
+    }
+
+    /// A line with no newline yet: refuse to buffer it past the limits.
+    fn check_partial_line(&self, buf: &[u8]) -> Result<(), FrameError> {
+        if buf.len() <= self.limits.max_line {
+            return Ok(());
+        }
+        if !is_get_line(buf) {
+            return Err(FrameError::close("command line too long"));
+        }
+        if buf.len() > self.limits.max_get_line() {
+            return Err(FrameError::close("multi-get line too long"));
+        }
+        Ok(())
+    }
+
+    /// Parse one complete line (newline included). `Ok(None)` means a
+    /// storage command is now waiting for its data block.
+    fn parse_line(&mut self, line: Bytes) -> Result<Option<Request>, FrameError> {
+        let mut len = line.len() - 1;
+        if len > 1 && line[len - 1] == b'\r' {
+            len -= 1;
+        }
+        // memcached handles the line as a C string: a NUL ends it.
+        if let Some(nul) = line[..len].iter().position(|&b| b == 0) {
+            len = nul;
+        }
+        let line = line.slice(..len);
+        let tokens = tokenize(&line);
+        let n = tokens.len();
+        let text = |cmd: Command, noreply: bool| {
+            Ok(Some(Request {
+                cmd,
+                frame: Frame::Text {
+                    noreply,
+                    cas: false,
+                },
+            }))
+        };
+        let error = |noreply: bool| text(Command::Invalid(Invalid::UnknownCommand), noreply);
+        let client =
+            |m: &'static str, noreply: bool| text(Command::Invalid(Invalid::Client(m)), noreply);
+        if n == 0 || tokens[0].len() < 2 {
+            return error(false);
+        }
+        let tok = |i: usize| -> Bytes { line.slice(tokens[i].clone()) };
+        let t = |i: usize| -> &[u8] { &line[tokens[i].clone()] };
+        let noreply_at_end = || t(n - 1) == b"noreply";
+        let cmd = t(0);
+        match cmd {
+            b"get" | b"gets" | b"gat" | b"gats" | b"bget" => {
+                if n < 2 {
+                    return error(false);
+                }
+                let with_cas = cmd == b"gets" || cmd == b"gats";
+                let touch = cmd.starts_with(b"gat");
+                let frame = Frame::Text {
+                    noreply: false,
+                    cas: with_cas,
+                };
+                let mut first_key = 1;
+                let mut exptime = None;
+                if touch {
+                    match parse_i32(t(1)) {
+                        Some(e) => exptime = Some(i64::from(e)),
+                        None => return client(msg::BAD_EXPTIME, false),
+                    }
+                    first_key = 2;
+                }
+                let keys: Vec<Bytes> = (first_key..n).map(tok).collect();
+                if keys.len() > self.limits.max_keys {
+                    return Err(FrameError::close("too many keys in one get"));
+                }
+                if keys.iter().any(|k| k.len() > MAX_KEY_LEN) {
+                    return client(msg::BAD_FORMAT, false);
+                }
+                Ok(Some(Request {
+                    cmd: Command::Get {
+                        keys,
+                        touch: exptime,
+                    },
+                    frame,
+                }))
+            }
+            b"set" | b"add" | b"replace" | b"append" | b"prepend" | b"cas" => {
+                let (mode, base) = match cmd {
+                    b"set" => (StoreMode::Set, 5),
+                    b"add" => (StoreMode::Add, 5),
+                    b"replace" => (StoreMode::Replace, 5),
+                    b"append" => (StoreMode::Append, 5),
+                    b"prepend" => (StoreMode::Prepend, 5),
+                    _ => (StoreMode::Cas, 6),
+                };
+                if n != base && n != base + 1 {
+                    return error(false);
+                }
+                let noreply = noreply_at_end();
+                // The data length decides whether the stream can be followed
+                // at all; without it, close (DESIGN §2).
+                let len = match parse_i32(t(4)) {
+                    Some(v) if v >= 0 && v <= i32::MAX - 2 => v as usize,
+                    _ => {
+                        return Err(FrameError {
+                            reason: "bad data length",
+                            reply: (!noreply).then(|| {
+                                Bytes::from_static(b"CLIENT_ERROR bad command line format\r\n")
+                            }),
+                        })
+                    }
+                };
+                let refuse = |this: &mut Self, invalid: Invalid| {
+                    this.state = State::Swallow { remaining: len + 2 };
+                    text(Command::Invalid(invalid), noreply)
+                };
+                if tokens[1].len() > MAX_KEY_LEN {
+                    return refuse(self, Invalid::Client(msg::BAD_FORMAT));
+                }
+                let (Some(flags), Some(exptime)) = (parse_u32(t(2)), parse_i32(t(3))) else {
+                    return refuse(self, Invalid::Client(msg::BAD_FORMAT));
+                };
+                let mut cas = 0;
+                if mode == StoreMode::Cas {
+                    match parse_u64(t(5)) {
+                        Some(c) => cas = c,
+                        None => return refuse(self, Invalid::Client(msg::BAD_FORMAT)),
+                    }
+                }
+                let key = tok(1);
+                if len > self.limits.max_value {
+                    let delete = (mode == StoreMode::Set).then(|| key.clone());
+                    return refuse(self, Invalid::TooLarge { delete });
+                }
+                self.state = State::Data {
+                    head: StoreHead {
+                        mode,
+                        key,
+                        flags,
+                        exptime: i64::from(exptime),
+                        cas,
+                        noreply,
+                    },
+                    len,
+                };
+                Ok(None)
+            }
+            b"incr" | b"decr" => {
+                if n != 3 && n != 4 {
+                    return error(false);
+                }
+                let noreply = noreply_at_end();
+                if tokens[1].len() > MAX_KEY_LEN {
+                    return client(msg::BAD_FORMAT, noreply);
+                }
+                let Some(delta) = parse_u64(t(2)) else {
+                    return client(msg::BAD_DELTA, noreply);
+                };
+                text(
+                    Command::Arith {
+                        key: tok(1),
+                        incr: cmd == b"incr",
+                        delta,
+                        create: None,
+                    },
+                    noreply,
+                )
+            }
+            b"delete" => {
+                if !(2..=4).contains(&n) {
+                    return error(false);
+                }
+                let mut noreply = false;
+                if n > 2 {
+                    let hold_is_zero = t(2) == b"0";
+                    noreply = noreply_at_end();
+                    let valid = (n == 3 && (hold_is_zero || noreply))
+                        || (n == 4 && hold_is_zero && noreply);
+                    if !valid {
+                        return client(msg::BAD_DELETE, noreply);
+                    }
+                }
+                if tokens[1].len() > MAX_KEY_LEN {
+                    return client(msg::BAD_FORMAT, noreply);
+                }
+                text(
+                    Command::Delete {
+                        key: tok(1),
+                        cas: 0,
+                    },
+                    noreply,
+                )
+            }
+            b"touch" => {
+                if n != 3 && n != 4 {
+                    return error(false);
+                }
+                let noreply = noreply_at_end();
+                if tokens[1].len() > MAX_KEY_LEN {
+                    return client(msg::BAD_FORMAT, noreply);
+                }
+                let Some(exptime) = parse_i32(t(2)) else {
+                    return client(msg::BAD_EXPTIME, noreply);
+                };
+                text(
+                    Command::Touch {
+                        key: tok(1),
+                        exptime: i64::from(exptime),
+                    },
+                    noreply,
+                )
+            }
+            b"flush_all" => {
+                if n > 3 {
+                    return error(false);
+                }
+                let noreply = noreply_at_end();
+                let mut delay = 0;
+                if n != if noreply { 2 } else { 1 } {
+                    match parse_i32(t(1)) {
+                        Some(d) => delay = i64::from(d),
+                        None => return client(msg::BAD_EXPTIME, noreply),
+                    }
+                }
+                text(Command::Flush { delay }, noreply)
+            }
+            b"version" => text(Command::Version, false),
+            b"quit" => text(Command::Quit, false),
+            b"verbosity" => {
+                if n != 2 && n != 3 {
+                    return error(false);
+                }
+                let noreply = noreply_at_end();
+                match parse_u32(t(1)) {
+                    Some(level) => text(Command::Verbosity { level }, noreply),
+                    None => client(msg::BAD_FORMAT, noreply),
+                }
+            }
+            b"stats" => {
+                let arg = (n > 1).then(|| {
+                    let mut joined = BytesMut::new();
+                    for i in 1..n {
+                        if i > 1 {
+                            joined.put_u8(b' ');
+                        }
+                        joined.put_slice(t(i));
+                    }
+                    joined.freeze()
+                });
+                text(Command::Stats { arg }, false)
+            }
+            _ => {
+                // memcached drops connections that speak HTTP to it.
+                if t(n - 1).starts_with(b"HTTP/") {
+                    return Err(FrameError::close("HTTP request on the memcached port"));
+                }
+                error(false)
+            }
+        }
+    }
+}
+
+/// Split on spaces as memcached does (tabs and other bytes are part of a
+/// token). memcached stops tokenising after 23 tokens, but no command it
+/// accepts with a fixed argument count has that many, so the difference never
+/// shows in a reply; get lines it splits fully, as here.
+fn tokenize(line: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut tokens = Vec::with_capacity(8);
+    let mut start = None;
+    for (i, &b) in line.iter().enumerate() {
+        if b == b' ' {
+            if let Some(s) = start.take() {
+                tokens.push(s..i);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        tokens.push(s..line.len());
+    }
+    tokens
+}
+
+/// memcached lets only `get` and `gets` lines grow past 2048 bytes
+/// (after at most 100 leading spaces).
+fn is_get_line(buf: &[u8]) -> bool {
+    let spaces = buf.iter().take_while(|&&b| b == b' ').count();
+    if spaces > 100 {
+        return false;
+    }
+    let rest = &buf[spaces..];
+    rest.starts_with(b"get ") || rest.starts_with(b"gets ")
+}
+
+fn push_line(out: &mut BytesMut, parts: &[&[u8]]) {
+    for p in parts {
+        out.put_slice(p);
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Decimal digits of `v`, without going through `fmt` on the hot path.
+pub(crate) fn push_u64(out: &mut BytesMut, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[i..]);
+}
+
+/// Write the reply to `req` as memcached's text protocol would.
+pub fn encode_response(req: &Request, resp: &Response, out: &mut BytesMut) {
+    let (noreply, with_cas) = match req.frame {
+        Frame::Text { noreply, cas } => (noreply, cas),
+        Frame::Binary { .. } => (false, false),
+    };
+    if noreply {
+        return;
+    }
+    match resp {
+        Response::Values(values) => {
+            for v in values {
+                encode_value(out, v, with_cas);
+            }
+            out.put_slice(b"END\r\n");
+        }
+        Response::ValueE { value, .. } => {
+            encode_value(out, value, with_cas);
+            out.put_slice(b"END\r\n");
+        }
+        Response::Stored { .. } => out.put_slice(b"STORED\r\n"),
+        Response::NotStored => out.put_slice(b"NOT_STORED\r\n"),
+        Response::Exists => out.put_slice(b"EXISTS\r\n"),
+        Response::NotFound => out.put_slice(b"NOT_FOUND\r\n"),
+        Response::Deleted => out.put_slice(b"DELETED\r\n"),
+        Response::Touched { .. } => out.put_slice(b"TOUCHED\r\n"),
+        Response::Numeric { value, .. } => {
+            push_u64(out, *value);
+            out.put_slice(b"\r\n");
+        }
+        Response::Ok => out.put_slice(b"OK\r\n"),
+        Response::Version(v) => push_line(out, &[b"VERSION ", v]),
+        Response::Stats(stats) => {
+            for (k, v) in stats {
+                push_line(out, &[b"STAT ", k, b" ", v]);
+            }
+            out.put_slice(b"END\r\n");
+        }
+        Response::Error(e) => encode_error(e, out),
+        Response::Nothing => {}
+    }
+}
+
+fn encode_value(out: &mut BytesMut, v: &Value, with_cas: bool) {
+    out.reserve(v.key.len() + v.data.len() + 48);
+    out.put_slice(b"VALUE ");
+    out.put_slice(&v.key);
+    out.put_u8(b' ');
+    push_u64(out, u64::from(v.flags));
+    out.put_u8(b' ');
+    push_u64(out, v.data.len() as u64);
+    if with_cas {
+        out.put_u8(b' ');
+        push_u64(out, v.cas);
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(&v.data);
+    out.put_slice(b"\r\n");
+}
+
+fn encode_error(e: &ErrorReply, out: &mut BytesMut) {
+    match e {
+        ErrorReply::UnknownCommand => out.put_slice(b"ERROR\r\n"),
+        ErrorReply::Client(m) => push_line(out, &[b"CLIENT_ERROR ", m]),
+        ErrorReply::TooLarge => push_line(out, &[b"SERVER_ERROR ", msg::TOO_LARGE.as_bytes()]),
+        ErrorReply::BadDataChunk => {
+            push_line(out, &[b"CLIENT_ERROR ", msg::BAD_DATA_CHUNK.as_bytes()])
+        }
+        ErrorReply::NonNumeric => push_line(out, &[b"CLIENT_ERROR ", msg::NON_NUMERIC.as_bytes()]),
+        ErrorReply::OutOfMemory => {
+            push_line(out, &[b"SERVER_ERROR ", msg::OUT_OF_MEMORY.as_bytes()])
+        }
+        ErrorReply::Server(m) | ErrorReply::Status(_, m) => push_line(out, &[b"SERVER_ERROR ", m]),
+    }
+}
+
+/// Write `req` as a text request line (and data block). Requests that exist
+/// only in the binary protocol (noop, GETE, arithmetic that creates) and
+/// refused ones have no text form and write nothing.
+pub fn encode_request(req: &Request, out: &mut BytesMut) {
+    let noreply = matches!(req.frame, Frame::Text { noreply: true, .. });
+    let with_cas = matches!(req.frame, Frame::Text { cas: true, .. });
+    let nr: &[u8] = if noreply { b" noreply" } else { b"" };
+    match &req.cmd {
+        Command::Get { keys, touch } => {
+            let verb: &[u8] = match (touch.is_some(), with_cas) {
+                (false, false) => b"get",
+                (false, true) => b"gets",
+                (true, false) => b"gat",
+                (true, true) => b"gats",
+            };
+            out.put_slice(verb);
+            if let Some(e) = touch {
+                out.put_u8(b' ');
+                out.put_slice(e.to_string().as_bytes());
+            }
+            for k in keys {
+                out.put_u8(b' ');
+                out.put_slice(k);
+            }
+            out.put_slice(b"\r\n");
+        }
+        Command::Store {
+            mode,
+            key,
+            flags,
+            exptime,
+            cas,
+            value,
+        } => {
+            let verb: &[u8] = match mode {
+                StoreMode::Set => b"set",
+                StoreMode::Add => b"add",
+                StoreMode::Replace => b"replace",
+                StoreMode::Append => b"append",
+                StoreMode::Prepend => b"prepend",
+                StoreMode::Cas => b"cas",
+            };
+            let head = format!(" {} {} {}", flags, exptime, value.len());
+            push_parts(out, &[verb, b" ", key, head.as_bytes()]);
+            if *mode == StoreMode::Cas {
+                out.put_u8(b' ');
+                push_u64(out, *cas);
+            }
+            push_line(out, &[nr]);
+            push_line(out, &[value]);
+        }
+        Command::Delete { key, .. } => push_line(out, &[b"delete ", key, nr]),
+        Command::Touch { key, exptime } => push_line(
+            out,
+            &[b"touch ", key, b" ", exptime.to_string().as_bytes(), nr],
+        ),
+        Command::Arith {
+            key,
+            incr,
+            delta,
+            create: None,
+        } => {
+            let verb: &[u8] = if *incr { b"incr " } else { b"decr " };
+            push_line(out, &[verb, key, b" ", delta.to_string().as_bytes(), nr])
+        }
+        Command::Flush { delay } => {
+            if *delay == 0 {
+                push_line(out, &[b"flush_all", nr])
+            } else {
+                push_line(out, &[b"flush_all ", delay.to_string().as_bytes(), nr])
+            }
+        }
+        Command::Version => out.put_slice(b"version\r\n"),
+        Command::Verbosity { level } => {
+            push_line(out, &[b"verbosity ", level.to_string().as_bytes(), nr])
+        }
+        Command::Stats { arg: None } => out.put_slice(b"stats\r\n"),
+        Command::Stats { arg: Some(a) } => push_line(out, &[b"stats ", a]),
+        Command::Quit => out.put_slice(b"quit\r\n"),
+        Command::Arith {
+            create: Some(_), ..
+        }
+        | Command::GetE { .. }
+        | Command::Noop
+        | Command::Invalid(_) => {}
+    }
+}
+
+fn push_parts(out: &mut BytesMut, parts: &[&[u8]]) {
+    for p in parts {
+        out.put_slice(p);
+    }
+}
+
+/// Incremental decoder of text replies to one known request (replies do not
+/// say what they answer, so the request decides how to read them).
+pub fn decode_response(req: &Request, buf: &mut BytesMut) -> Result<Option<Response>, FrameError> {
+    let bad = |reason| Err(FrameError::close(reason));
+    match &req.cmd {
+        Command::Get { .. } | Command::Stats { .. } => {
+            let is_stats = matches!(req.cmd, Command::Stats { .. });
+            // Walk the lines and blocks without consuming until the END.
+            let mut at = 0;
+            let mut values = Vec::new();
+            let mut stats = Vec::new();
+            loop {
+                let Some(nl) = find_crlf(&buf[at..]) else {
+                    return Ok(None);
+                };
+                let line = &buf[at..at + nl];
+                if line == b"END" {
+                    let consumed = at + nl + 2;
+                    let frozen = buf.split_to(consumed).freeze();
+                    return Ok(Some(if is_stats {
+                        Response::Stats(
+                            stats
+                                .into_iter()
+                                .map(|(k, v): (std::ops::Range<usize>, std::ops::Range<usize>)| {
+                                    (frozen.slice(k), frozen.slice(v))
+                                })
+                                .collect(),
+                        )
+                    } else {
+                        Response::Values(
+                            values
+                                .into_iter()
+                                .map(
+                                    |(k, flags, cas, d): (
+                                        std::ops::Range<usize>,
+                                        u32,
+                                        u64,
+                                        std::ops::Range<usize>,
+                                    )| Value {
+                                        key: frozen.slice(k),
+                                        flags,
+                                        cas,
+                                        data: frozen.slice(d),
+                                    },
+                                )
+                                .collect(),
+                        )
+                    }));
+                }
+                if at == 0 {
+                    if let Some(e) = parse_error_line(line) {
+                        buf.advance(nl + 2);
+                        return Ok(Some(Response::Error(e)));
+                    }
+                }
+                if is_stats {
+                    let Some(rest) = line.strip_prefix(b"STAT ") else {
+                        return bad("unexpected line in stats reply");
+                    };
+                    let sp = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+                    let k0 = at + 5;
+                    let v0 = (k0 + sp + 1).min(at + nl);
+                    stats.push((k0..k0 + sp, v0..at + nl));
+                    at += nl + 2;
+                    continue;
+                }
+                let Some(rest) = line.strip_prefix(b"VALUE ") else {
+                    return bad("unexpected line in get reply");
+                };
+                let parts: Vec<&[u8]> = rest.split(|&b| b == b' ').collect();
+                if parts.len() < 3 {
+                    return bad("malformed VALUE line");
+                }
+                let (Some(flags), Some(len)) = (parse_u32(parts[1]), parse_u64(parts[2])) else {
+                    return bad("malformed VALUE line");
+                };
+                let cas = match parts.get(3) {
+                    Some(c) => match parse_u64(c) {
+                        Some(c) => c,
+                        None => return bad("malformed VALUE line"),
+                    },
+                    None => 0,
+                };
+                let len = len as usize;
+                let key_start = at + 6;
+                let key = key_start..key_start + parts[0].len();
+                let data_start = at + nl + 2;
+                if buf.len() < data_start + len + 2 {
+                    return Ok(None);
+                }
+                if &buf[data_start + len..data_start + len + 2] != b"\r\n" {
+                    return bad("value block not terminated");
+                }
+                values.push((key, flags, cas, data_start..data_start + len));
+                at = data_start + len + 2;
+            }
+        }
+        _ => {
+            let Some(nl) = find_crlf(buf) else {
+                return Ok(None);
+            };
+            let line = buf.split_to(nl + 2).freeze();
+            let line = line.slice(..nl);
+            if let Some(e) = parse_error_line(&line) {
+                return Ok(Some(Response::Error(e)));
+            }
+            let resp = match &line[..] {
+                b"STORED" => Response::Stored { cas: 0 },
+                b"NOT_STORED" => Response::NotStored,
+                b"EXISTS" => Response::Exists,
+                b"NOT_FOUND" => Response::NotFound,
+                b"DELETED" => Response::Deleted,
+                b"TOUCHED" => Response::Touched { flags: 0, cas: 0 },
+                b"OK" => Response::Ok,
+                l if l.starts_with(b"VERSION ") => Response::Version(line.slice(8..)),
+                l => match parse_u64(l) {
+                    Some(value) if !l.is_empty() && l.iter().all(u8::is_ascii_digit) => {
+                        Response::Numeric { value, cas: 0 }
+                    }
+                    _ => return bad("unexpected reply line"),
+                },
+            };
+            Ok(Some(resp))
+        }
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+fn parse_error_line(line: &[u8]) -> Option<ErrorReply> {
+    if line == b"ERROR" {
+        return Some(ErrorReply::UnknownCommand);
+    }
+    if let Some(m) = line.strip_prefix(b"CLIENT_ERROR ") {
+        return Some(match m {
+            m if m == msg::BAD_DATA_CHUNK.as_bytes() => ErrorReply::BadDataChunk,
+            m if m == msg::NON_NUMERIC.as_bytes() => ErrorReply::NonNumeric,
+            m => ErrorReply::Client(Bytes::copy_from_slice(m)),
+        });
+    }
+    if let Some(m) = line.strip_prefix(b"SERVER_ERROR ") {
+        return Some(match m {
+            m if m == msg::TOO_LARGE.as_bytes() => ErrorReply::TooLarge,
+            m if m == msg::OUT_OF_MEMORY.as_bytes() => ErrorReply::OutOfMemory,
+            m => ErrorReply::Server(Bytes::copy_from_slice(m)),
+        });
+    }
+    None
+}
