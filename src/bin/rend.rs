@@ -1,5 +1,7 @@
 //! The proxy: parse flags, run until SIGTERM or SIGINT, exit 0.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -11,6 +13,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

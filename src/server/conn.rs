@@ -15,6 +15,8 @@ use crate::protocol::{encode_response, Command, Decoder, Limits, Request};
 
 /// Requests started before their replies are awaited.
 const MAX_BATCH: usize = 1024;
+/// At shutdown, how long to wait for bytes a client has already sent.
+const DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// Pending output is written out once it passes this, even mid-batch.
 const FLUSH_AT: usize = 1 << 20;
 
@@ -52,7 +54,11 @@ where
     let mut decoder: Option<Decoder> = None;
     let mut batch: Vec<(Request, Reply)> = Vec::new();
     let mut last_progress = Instant::now();
+    let mut draining = *shutdown.borrow();
     loop {
+        if decoder.is_none() && !buf.is_empty() {
+            decoder = Some(Decoder::sniff(buf[0], settings.limits));
+        }
         let mut fatal = None;
         let mut quit = false;
         if let Some(d) = decoder.as_mut() {
@@ -111,8 +117,13 @@ where
         if full_batch {
             continue;
         }
-        if *shutdown.borrow() {
-            return Closed::Shutdown;
+        if draining {
+            // Shutting down: answer what the client had already sent (it may
+            // still sit in the socket buffer), then close.
+            match tokio::time::timeout(DRAIN_WAIT, rd.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => return Closed::Shutdown,
+            }
         }
         // Wait for more bytes.
         let idle = async {
@@ -124,18 +135,11 @@ where
         tokio::select! {
             read = rd.read_buf(&mut buf) => match read {
                 Ok(0) => return Closed::Eof,
-                Ok(_) => {
-                    if decoder.is_none() {
-                        decoder = Some(Decoder::sniff(buf[0], settings.limits));
-                    }
-                }
+                Ok(_) => {}
                 Err(e) => return Closed::Io(e),
             },
             _ = idle => return Closed::Idle,
-            _ = shutdown.changed() => {
-                // Requests already answered; anything half-sent is dropped.
-                return Closed::Shutdown;
-            }
+            _ = shutdown.changed() => draining = true,
         }
     }
 }

@@ -10,12 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Counters;
 use crate::orca::OrcaFactory;
 pub use conn::ConnSettings;
+
+/// Accept queue length, as memcached's default (`-b 1024`): bursts of new
+/// connections must not overflow it while the accept loop catches up.
+const BACKLOG: u32 = 1024;
 
 /// memcached's reply when it is at its connection limit.
 const TOO_MANY: &[u8] = b"ERROR Too many open connections\r\n";
@@ -53,7 +57,22 @@ pub enum Listener {
 impl Listener {
     pub async fn bind(addr: &ListenAddr) -> std::io::Result<Listener> {
         match addr {
-            ListenAddr::Tcp(a) => Ok(Listener::Tcp(TcpListener::bind(a).await?)),
+            ListenAddr::Tcp(a) => {
+                let addr = tokio::net::lookup_host(a.as_str())
+                    .await?
+                    .next()
+                    .ok_or_else(|| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+                    })?;
+                let socket = if addr.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                socket.set_reuseaddr(true)?;
+                socket.bind(addr)?;
+                Ok(Listener::Tcp(socket.listen(BACKLOG)?))
+            }
             ListenAddr::Unix(path) => {
                 // A socket file left by an earlier run would make bind fail.
                 if path.exists() {
