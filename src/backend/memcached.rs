@@ -227,6 +227,8 @@ enum Shape {
     Hits,
     /// Stat packets.
     Stats,
+    /// A cas sent as a replace: "not found" is the cas's own answer.
+    Cas,
 }
 
 impl Shape {
@@ -251,6 +253,10 @@ impl Shape {
                     .collect();
                 Response::Values(values)
             }
+            Shape::Cas => match Shape::Single.response(packets) {
+                Response::NotStored => Response::NotFound,
+                other => other,
+            },
             Shape::Stats => {
                 let mut pairs = Vec::new();
                 for p in &packets {
@@ -341,12 +347,23 @@ fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
                 StoreMode::Replace => one(&mut out, op::REPLACE, *cas, &extras, key, value),
                 StoreMode::Append => one(&mut out, op::APPEND, *cas, &[], key, value),
                 StoreMode::Prepend => one(&mut out, op::PREPEND, *cas, &[], key, value),
-                // memcached's text cas compares a cas of 0 like any other and
-                // never matches it; in the binary protocol 0 means "no cas". A
-                // cas no item can have gives the same answers (EXISTS or
-                // NOT_FOUND) and stores nothing.
-                StoreMode::Cas if *cas == 0 => one(&mut out, op::SET, u64::MAX, &[0; 8], key, &[]),
-                StoreMode::Cas => one(&mut out, op::SET, *cas, &extras, key, value),
+                // Text cas goes as a binary replace carrying the cas: with a
+                // cas, memcached treats every storage opcode as cas, but a
+                // refused (too large) binary *set* also drops the old value,
+                // which a text cas does not. memcached's text cas compares a
+                // cas of 0 like any other and never matches it, while binary
+                // reads 0 as "no cas"; a cas no item can have gives the same
+                // answers (too large, EXISTS or NOT_FOUND) and stores nothing.
+                StoreMode::Cas => {
+                    let cas = if *cas == 0 { u64::MAX } else { *cas };
+                    let last = one(&mut out, op::REPLACE, cas, &extras, key, value);
+                    return Some(Encoded {
+                        bytes: out.freeze(),
+                        expect: Expect::One,
+                        last_opaque: last,
+                        shape: Shape::Cas,
+                    });
+                }
             };
             single(out, last)
         }

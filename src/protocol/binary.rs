@@ -545,6 +545,8 @@ fn miss(req: &Request, opcode: u8, opaque: u32, quiet: bool, out: &mut BytesMut)
         return;
     }
     if returns_key(opcode) {
+        // memcached 1.6.18 sends the key once, in the key field (the body is
+        // the key and nothing else).
         let key = request_key(req).map(|k| &k[..]).unwrap_or(&[]);
         write_packet(
             out,
@@ -555,7 +557,7 @@ fn miss(req: &Request, opcode: u8, opaque: u32, quiet: bool, out: &mut BytesMut)
             0,
             &[],
             key,
-            key,
+            &[],
         );
     } else {
         write_packet(

@@ -13,6 +13,11 @@ pub mod binary;
 pub mod number;
 pub mod text;
 
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
 use bytes::Bytes;
 
 /// memcached's key limit (`KEY_MAX_LENGTH`).

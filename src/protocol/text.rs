@@ -106,8 +106,15 @@ impl RequestDecoder {
                         return Ok(None);
                     };
                     let end = from + pos;
-                    if end > self.limits.max_line && !is_get_line(&buf[..end]) {
-                        return Err(FrameError::close("command line too long"));
+                    // The same bounds as for a line still arriving, so the
+                    // outcome does not depend on how the bytes were cut.
+                    if end > self.limits.max_line {
+                        if !is_get_line(&buf[..end]) {
+                            return Err(FrameError::close("command line too long"));
+                        }
+                        if end > self.limits.max_get_line() {
+                            return Err(FrameError::close("multi-get line too long"));
+                        }
                     }
                     let line = buf.split_to(end + 1).freeze();
                     self.state = State::Line { scanned: 0 };
@@ -218,7 +225,7 @@ impl RequestDecoder {
                 // The data length decides whether the stream can be followed
                 // at all; without it, close (DESIGN §2).
                 let len = match parse_i32(t(4)) {
-                    Some(v) if v >= 0 && v <= i32::MAX - 2 => v as usize,
+                    Some(v) if (0..=i32::MAX - 2).contains(&v) => v as usize,
                     _ => {
                         return Err(FrameError {
                             reason: "bad data length",
@@ -349,8 +356,15 @@ impl RequestDecoder {
                     return error(false);
                 }
                 let noreply = noreply_at_end();
-                match parse_u32(t(1)) {
-                    Some(level) => text(Command::Verbosity { level }, noreply),
+                // memcached keeps the low 32 bits of any level it parses;
+                // the level has no effect on rend, so accept the same.
+                match parse_u64(t(1)) {
+                    Some(level) => text(
+                        Command::Verbosity {
+                            level: level as u32,
+                        },
+                        noreply,
+                    ),
                     None => client(msg::BAD_FORMAT, noreply),
                 }
             }
@@ -368,8 +382,18 @@ impl RequestDecoder {
                 text(Command::Stats { arg }, false)
             }
             _ => {
-                // memcached drops connections that speak HTTP to it.
-                if t(n - 1).starts_with(b"HTTP/") {
+                // memcached drops connections that speak HTTP to it, but looks
+                // for "HTTP/" only in a command it does not otherwise dispatch:
+                // not one starting with a letter it routes by (g s a c i d t),
+                // not a two-letter meta command, not one it names; and in the
+                // last of the first 23 tokens (where its tokenizer stops).
+                let dispatched = matches!(cmd[0], b'g' | b's' | b'a' | b'c' | b'i' | b'd' | b't')
+                    || (cmd[0] == b'm' && cmd.len() == 2)
+                    || matches!(
+                        cmd,
+                        b"lru_crawler" | b"watch" | b"lru" | b"extstore" | b"refresh_certs"
+                    );
+                if !dispatched && t(n.min(23) - 1).starts_with(b"HTTP/") {
                     return Err(FrameError::close("HTTP request on the memcached port"));
                 }
                 error(false)
@@ -686,11 +710,17 @@ pub fn decode_response(req: &Request, buf: &mut BytesMut) -> Result<Option<Respo
                     },
                     None => 0,
                 };
-                let len = len as usize;
                 let key_start = at + 6;
                 let key = key_start..key_start + parts[0].len();
                 let data_start = at + nl + 2;
-                if buf.len() < data_start + len + 2 {
+                // A length no buffer can hold is an error, not an overflow.
+                let Some((len, block_end)) = usize::try_from(len)
+                    .ok()
+                    .and_then(|len| Some((len, data_start.checked_add(len)?.checked_add(2)?)))
+                else {
+                    return bad("value length out of range");
+                };
+                if buf.len() < block_end {
                     return Ok(None);
                 }
                 if &buf[data_start + len..data_start + len + 2] != b"\r\n" {

@@ -15,6 +15,9 @@ use crate::protocol::{encode_response, Command, Decoder, Limits, Request};
 
 /// Requests started before their replies are awaited.
 const MAX_BATCH: usize = 1024;
+/// Read buffer size, and the capacity kept between requests.
+const READ_CHUNK: usize = 16 * 1024;
+const KEEP_CAPACITY: usize = 256 * 1024;
 /// At shutdown, how long to wait for bytes a client has already sent.
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// Pending output is written out once it passes this, even mid-batch.
@@ -49,8 +52,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
     let mut decoder: Option<Decoder> = None;
     let mut batch: Vec<(Request, Reply)> = Vec::new();
     let mut last_progress = Instant::now();
@@ -124,6 +127,17 @@ where
                 Ok(Ok(n)) if n > 0 => continue,
                 _ => return Closed::Shutdown,
             }
+        }
+        // A large value leaves a large buffer behind; with thousands of
+        // connections that memory adds up, so give it back once idle.
+        if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+            buf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        if out.capacity() > KEEP_CAPACITY {
+            out = BytesMut::with_capacity(READ_CHUNK);
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
         }
         // Wait for more bytes.
         let idle = async {
