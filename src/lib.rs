@@ -23,3 +23,4 @@ pub mod metrics;
 pub mod orca;
 pub mod protocol;
 pub mod server;
+pub mod tools;

@@ -1,0 +1,68 @@
+//! sizes: set and get values of steadily increasing size (plus the points
+//! around chunk boundaries and the item limit), verifying each. Reports the
+//! first size that fails; exit 1 on any failure.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rend::tools::{args::Common, verify};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sizes",
+    version,
+    about = "Probe value sizes from 0 up to a maximum"
+)]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+
+    /// Largest size to try.
+    #[arg(long, default_value_t = 1_048_516)]
+    max_size: usize,
+
+    /// Also try kC-1, kC and kC+1 for this chunk size C.
+    #[arg(long)]
+    chunk_size: Option<usize>,
+
+    /// The server's item limit: sizes up to it must be stored, one past it
+    /// must be refused as too large.
+    #[arg(long)]
+    item_limit: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let opts = verify::SizesOptions {
+        common: args.common,
+        max_size: args.max_size,
+        chunk_size: args.chunk_size,
+        item_limit: args.item_limit,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sizes: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(verify::sizes(&opts)) {
+        Ok((found, first)) => {
+            let _ = found.print(&mut std::io::stdout().lock());
+            match first {
+                None => {
+                    println!("all sizes passed");
+                    ExitCode::SUCCESS
+                }
+                Some(n) => {
+                    println!("first failing size: {n}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("sizes: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

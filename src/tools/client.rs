@@ -1,0 +1,218 @@
+//! The tools' memcached client: one connection, text or binary, pipelined.
+//!
+//! Requests are encoded with the same codecs the proxy uses; replies are
+//! matched to requests in order. The connection is split so that a writer
+//! can keep sending while a reader task consumes replies (a sliding window
+//! of requests in flight).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::protocol::{binary, text, Frame, FrameError, Request, Response};
+
+/// Which encoding the tools speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Text,
+    Binary,
+}
+
+/// A server: `host:port` or `unix:/path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerAddr {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for ServerAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err("unix: needs a socket path".into());
+            }
+            return Ok(ServerAddr::Unix(p.into()));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(ServerAddr::Tcp(s.to_string()))
+            }
+            _ => Err(format!("expected host:port or unix:/path, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerAddr::Tcp(a) => f.write_str(a),
+            ServerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Why a reply could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("unreadable reply: {0}")]
+    Protocol(&'static str),
+}
+
+pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
+pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Open a connection, split into its two halves.
+pub async fn connect(addr: &ServerAddr) -> std::io::Result<(Reader, Writer)> {
+    match addr {
+        ServerAddr::Tcp(a) => {
+            let s = tokio::net::TcpStream::connect(a).await?;
+            s.set_nodelay(true)?;
+            let (r, w) = s.into_split();
+            Ok((Box::new(r), Box::new(w)))
+        }
+        ServerAddr::Unix(p) => {
+            let s = tokio::net::UnixStream::connect(p).await?;
+            let (r, w) = s.into_split();
+            Ok((Box::new(r), Box::new(w)))
+        }
+    }
+}
+
+/// The frame a request is sent with in `protocol`. Binary requests use the
+/// non-quiet opcodes so every request gets exactly one reply.
+pub fn frame_for(protocol: Protocol, req: &crate::protocol::Command, with_cas: bool) -> Frame {
+    use crate::protocol::{binary::op, Command, StoreMode};
+    match protocol {
+        Protocol::Text => Frame::Text {
+            noreply: false,
+            cas: with_cas,
+        },
+        Protocol::Binary => {
+            let opcode = match req {
+                Command::Get { touch: None, .. } => op::GETK,
+                Command::Get { touch: Some(_), .. } => op::GATK,
+                Command::GetE { .. } => op::GETE,
+                Command::Store { mode, .. } => match mode {
+                    StoreMode::Set | StoreMode::Cas => op::SET,
+                    StoreMode::Add => op::ADD,
+                    StoreMode::Replace => op::REPLACE,
+                    StoreMode::Append => op::APPEND,
+                    StoreMode::Prepend => op::PREPEND,
+                },
+                Command::Delete { .. } => op::DELETE,
+                Command::Touch { .. } => op::TOUCH,
+                Command::Arith { incr: true, .. } => op::INCREMENT,
+                Command::Arith { incr: false, .. } => op::DECREMENT,
+                Command::Flush { .. } => op::FLUSH,
+                Command::Version => op::VERSION,
+                Command::Verbosity { .. } => op::VERBOSITY,
+                Command::Stats { .. } => op::STAT,
+                Command::Noop | Command::Invalid(_) => op::NOOP,
+                Command::Quit => op::QUIT,
+            };
+            Frame::Binary { opcode, opaque: 0 }
+        }
+    }
+}
+
+/// Encode `req` in its own frame's encoding.
+pub fn encode(req: &Request, out: &mut BytesMut) {
+    match req.frame {
+        Frame::Text { .. } => text::encode_request(req, out),
+        Frame::Binary { .. } => binary::encode_request(req, out),
+    }
+}
+
+/// Reads replies in order for the requests it is told about.
+pub struct ReplyReader {
+    read: Reader,
+    buf: BytesMut,
+    max_body: usize,
+}
+
+impl ReplyReader {
+    pub fn new(read: Reader, max_body: usize) -> Self {
+        ReplyReader {
+            read,
+            buf: BytesMut::with_capacity(64 * 1024),
+            max_body,
+        }
+    }
+
+    /// The next reply, which answers `req`. A binary multi-get is not
+    /// supported (the tools send one key per binary get).
+    pub async fn next(&mut self, req: &Request) -> Result<Response, ClientError> {
+        loop {
+            let decoded = match req.frame {
+                Frame::Text { .. } => text::decode_response(req, &mut self.buf),
+                Frame::Binary { .. } => binary::decode_packet(&mut self.buf, self.max_body)
+                    .map(|p| p.map(|p| binary::response_from_packet(&p))),
+            };
+            match decoded {
+                Ok(Some(resp)) => return Ok(resp),
+                Ok(None) => {}
+                Err(FrameError { reason, .. }) => return Err(ClientError::Protocol(reason)),
+            }
+            if self.read.read_buf(&mut self.buf).await? == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+    }
+}
+
+/// A simple request/reply connection for sequential use (setget, sizes,
+/// tests): send a batch, read its replies.
+pub struct Connection {
+    reader: ReplyReader,
+    write: Writer,
+    out: BytesMut,
+    pending: VecDeque<Request>,
+}
+
+impl Connection {
+    pub async fn open(addr: &ServerAddr, max_body: usize) -> std::io::Result<Connection> {
+        let (r, w) = connect(addr).await?;
+        Ok(Connection {
+            reader: ReplyReader::new(r, max_body),
+            write: w,
+            out: BytesMut::new(),
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// Queue a request (sent at the next `flush`).
+    pub fn queue(&mut self, req: Request) {
+        encode(&req, &mut self.out);
+        self.pending.push_back(req);
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.write.write_all(&self.out).await?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// The reply to the oldest queued request.
+    pub async fn reply(&mut self) -> Option<(Request, Result<Response, ClientError>)> {
+        let req = self.pending.pop_front()?;
+        let resp = self.reader.next(&req).await;
+        Some((req, resp))
+    }
+
+    /// Send one request and wait for its reply.
+    pub async fn call(&mut self, req: Request) -> Result<Response, ClientError> {
+        self.queue(req);
+        self.flush().await?;
+        match self.reply().await {
+            Some((_, r)) => r,
+            None => Err(ClientError::Protocol("no request pending")),
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! `setget` and `sizes`: write self-verifying values, read them back, check
+//! every byte and the flags.
+//!
+//! Values are derived from the seed and the key (`workload::value_for`), so
+//! a reader knows what it must get without remembering what it wrote.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::args::Common;
+use super::client::{frame_for, Connection, Protocol};
+use super::ketama::Continuum;
+use super::report::{Clock, Outcome, Progress, Recorder};
+use super::workload::{flags_for, len_for, value_for, verify, KeyGen};
+use super::ToolError;
+use crate::protocol::{Command, ErrorReply, Request, Response, StoreMode};
+
+/// What a verification run found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub checked: u64,
+    pub mismatches: u64,
+    pub misses: u64,
+    pub errors: u64,
+    /// The first few problems, for the report.
+    pub examples: Vec<String>,
+}
+
+impl Findings {
+    const EXAMPLES: usize = 10;
+
+    fn note(&mut self, what: String) {
+        if self.examples.len() < Self::EXAMPLES {
+            self.examples.push(what);
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.mismatches == 0 && self.misses == 0 && self.errors == 0
+    }
+
+    fn merge(&mut self, other: Findings) {
+        self.checked += other.checked;
+        self.mismatches += other.mismatches;
+        self.misses += other.misses;
+        self.errors += other.errors;
+        for e in other.examples {
+            self.note(e);
+        }
+    }
+
+    pub fn print(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "checked {}  mismatches {}  misses {}  errors {}",
+            self.checked, self.mismatches, self.misses, self.errors
+        )?;
+        for e in &self.examples {
+            writeln!(out, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+fn set_request(protocol: Protocol, key: Bytes, flags: u32, value: Bytes) -> Request {
+    let cmd = Command::Store {
+        mode: StoreMode::Set,
+        key,
+        flags,
+        exptime: 0,
+        cas: 0,
+        value,
+    };
+    let frame = frame_for(protocol, &cmd, false);
+    Request { cmd, frame }
+}
+
+fn get_request(protocol: Protocol, key: Bytes) -> Request {
+    let cmd = Command::Get {
+        keys: vec![key],
+        touch: None,
+    };
+    let frame = frame_for(protocol, &cmd, false);
+    Request { cmd, frame }
+}
+
+fn show_key(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).into_owned()
+}
+
+/// Check one get reply against what `key` must hold.
+fn check(
+    seed: u64,
+    key: &[u8],
+    expected_len: Option<usize>,
+    reply: &Response,
+    found: &mut Findings,
+) -> Outcome {
+    found.checked += 1;
+    match reply {
+        Response::Values(values) if values.is_empty() => {
+            found.misses += 1;
+            found.note(format!("miss: {}", show_key(key)));
+            Outcome::Miss
+        }
+        Response::Values(values) => {
+            let v = &values[0];
+            let len_ok = expected_len.is_none_or(|n| n == v.data.len());
+            match (len_ok, verify(seed, key, v.flags, &v.data)) {
+                (true, Ok(())) => Outcome::Hit,
+                (false, _) => {
+                    found.mismatches += 1;
+                    found.note(format!(
+                        "length mismatch: {}: got {} bytes, want {}",
+                        show_key(key),
+                        v.data.len(),
+                        expected_len.unwrap_or(0)
+                    ));
+                    Outcome::Error
+                }
+                (_, Err(m)) => {
+                    found.mismatches += 1;
+                    found.note(format!("mismatch: {}: {m:?}", show_key(key)));
+                    Outcome::Error
+                }
+            }
+        }
+        other => {
+            found.errors += 1;
+            found.note(format!("error: {}: {other:?}", show_key(key)));
+            Outcome::Error
+        }
+    }
+}
+
+/// `setget`: every key of the key space is set (sizes from --value-size),
+/// then read back and verified.
+pub async fn setget(common: &Common) -> Result<(Findings, Recorder), ToolError> {
+    let names = common.server_names();
+    let continuum = Arc::new(Continuum::new(&names));
+    let start = Instant::now();
+    let total = common.key_space;
+    let progress = Arc::new(Progress::new(Some(total * 2), None));
+    let mut tasks = Vec::new();
+    for w in 0..common.workers {
+        let common = common.clone();
+        let continuum = continuum.clone();
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            setget_worker(&common, w, &continuum, &progress, start).await
+        }));
+    }
+    let mut found = Findings::default();
+    let mut rec = Recorder::new(start);
+    for t in tasks {
+        let (f, r) = t
+            .await
+            .map_err(|e| ToolError::Internal(format!("worker failed: {e}")))??;
+        found.merge(f);
+        rec.merge(&r);
+    }
+    progress.finish();
+    Ok((found, rec))
+}
+
+async fn setget_worker(
+    common: &Common,
+    worker: u64,
+    continuum: &Continuum,
+    progress: &Progress,
+    start: Instant,
+) -> Result<(Findings, Recorder), ToolError> {
+    let protocol = common.protocol();
+    let keys = KeyGen::new(
+        common.key_space,
+        super::workload::KeyDist::Sequential,
+        common.key_length as usize,
+    )
+    .map_err(ToolError::Usage)?;
+    let mut conns = Vec::new();
+    let max_body = common.value_size.max() + 64 * 1024;
+    for s in &common.servers {
+        conns.push(
+            Connection::open(s, max_body)
+                .await
+                .map_err(|e| ToolError::Connect(s.to_string(), e))?,
+        );
+    }
+    let mut rec = Recorder::new(start);
+    let mut found = Findings::default();
+    let mine: Vec<u64> = (worker..common.key_space)
+        .step_by(common.workers as usize)
+        .collect();
+    let depth = common.pipeline as usize;
+    for phase_set in [true, false] {
+        for batch in mine.chunks(depth) {
+            let mut order = Vec::with_capacity(batch.len());
+            for &i in batch {
+                let key = keys.key(i);
+                let server = continuum.server_for(&key);
+                let req = if phase_set {
+                    let len = len_for(common.seed, &key, &common.value_size);
+                    set_request(
+                        protocol,
+                        key.clone(),
+                        flags_for(common.seed, &key),
+                        value_for(common.seed, &key, len),
+                    )
+                } else {
+                    get_request(protocol, key.clone())
+                };
+                conns[server].queue(req);
+                order.push((server, key));
+            }
+            let sent = Instant::now();
+            for c in conns.iter_mut() {
+                c.flush().await?;
+            }
+            for (server, key) in order {
+                let Some((_, reply)) = conns[server].reply().await else {
+                    continue;
+                };
+                let reply =
+                    reply.map_err(|e| ToolError::Io(format!("{}: {e}", common.servers[server])))?;
+                let latency = sent.elapsed();
+                let outcome = if phase_set {
+                    match reply {
+                        Response::Stored { .. } => Outcome::Stored,
+                        other => {
+                            found.errors += 1;
+                            found.note(format!("set failed: {}: {other:?}", show_key(&key)));
+                            Outcome::Error
+                        }
+                    }
+                } else {
+                    let want = len_for(common.seed, &key, &common.value_size);
+                    check(common.seed, &key, Some(want), &reply, &mut found)
+                };
+                rec.record(
+                    if phase_set { "set" } else { "get" },
+                    outcome,
+                    Clock::Service,
+                    latency,
+                );
+                progress.inc(1);
+            }
+        }
+    }
+    Ok((found, rec))
+}
+
+/// `sizes` options.
+#[derive(Clone, Debug)]
+pub struct SizesOptions {
+    pub common: Common,
+    /// Largest size tried.
+    pub max_size: usize,
+    /// Chunk data size to probe around (kC-1, kC, kC+1).
+    pub chunk_size: Option<usize>,
+    /// The server's item limit: sizes up to it must work, one past it must
+    /// be refused as too large.
+    pub item_limit: Option<usize>,
+}
+
+/// The sizes to try, in increasing order, without duplicates.
+pub fn sizes_to_try(opts: &SizesOptions) -> Vec<usize> {
+    let max = opts.max_size;
+    let mut sizes: Vec<usize> = (0..=max.min(64)).collect();
+    let mut s = 64f64;
+    while (s as usize) < max {
+        s *= 1.25;
+        sizes.push((s as usize).min(max));
+    }
+    if let Some(c) = opts.chunk_size.filter(|&c| c > 0) {
+        let mut k = 1;
+        while k * c <= max + 1 {
+            sizes.extend([k * c - 1, k * c, k * c + 1]);
+            k += 1;
+            if k > 4096 {
+                break;
+            }
+        }
+    }
+    if let Some(l) = opts.item_limit {
+        sizes.extend([l.saturating_sub(1), l, l + 1]);
+    }
+    sizes.retain(|&n| n <= max + 1 || Some(n) == opts.item_limit.map(|l| l + 1));
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+/// `sizes`: set then get each size, verifying every value. Returns the
+/// findings and the first size that failed.
+pub async fn sizes(opts: &SizesOptions) -> Result<(Findings, Option<usize>), ToolError> {
+    let c = &opts.common;
+    let protocol = c.protocol();
+    let server = c
+        .servers
+        .first()
+        .ok_or_else(|| ToolError::Usage("no server".into()))?;
+    let max_body = opts.max_size.max(opts.item_limit.unwrap_or(0)) + 64 * 1024;
+    let mut conn = Connection::open(server, max_body)
+        .await
+        .map_err(|e| ToolError::Connect(server.to_string(), e))?;
+    let mut found = Findings::default();
+    let mut first_failure = None;
+    let list = sizes_to_try(opts);
+    let progress = Progress::new(Some(list.len() as u64), None);
+    let key_len = (c.key_length as usize).max(12);
+    for n in list {
+        let key = Bytes::from(format!(
+            "{:0>width$}",
+            format!("sizes:{n}"),
+            width = key_len
+        ));
+        let value = value_for(c.seed, &key, n);
+        let beyond_limit = opts.item_limit.is_some_and(|l| n > l);
+        let reply = conn
+            .call(set_request(
+                protocol,
+                key.clone(),
+                flags_for(c.seed, &key),
+                value,
+            ))
+            .await
+            .map_err(|e| ToolError::Io(format!("{server}: {e}")))?;
+        let failed = match (&reply, beyond_limit) {
+            (Response::Stored { .. }, false) => {
+                let got = conn
+                    .call(get_request(protocol, key.clone()))
+                    .await
+                    .map_err(|e| ToolError::Io(format!("{server}: {e}")))?;
+                check(c.seed, &key, Some(n), &got, &mut found) != Outcome::Hit
+            }
+            (Response::Error(ErrorReply::TooLarge), true) => {
+                found.checked += 1;
+                false
+            }
+            (other, _) => {
+                found.checked += 1;
+                found.errors += 1;
+                let want = if beyond_limit { "too large" } else { "stored" };
+                found.note(format!("size {n}: want {want}, got {other:?}"));
+                true
+            }
+        };
+        if failed && first_failure.is_none() {
+            first_failure = Some(n);
+        }
+        progress.inc(1);
+    }
+    progress.finish();
+    Ok((found, first_failure))
+}
