@@ -209,8 +209,8 @@ async fn worker(run: Arc<Run>, index: usize) -> Result<Recorder, ToolError> {
     let c = &opts.common;
     let protocol = c.protocol();
     let mut rng = worker_rng(c.seed, index);
-    let mut keys = KeyGen::new(c.key_space, c.key_dist, c.key_length as usize)
-        .map_err(ToolError::Usage)?;
+    let mut keys =
+        KeyGen::new(c.key_space, c.key_dist, c.key_length as usize).map_err(ToolError::Usage)?;
     let window = Arc::new(Semaphore::new(c.pipeline as usize));
     let cas_seen: Arc<Mutex<HashMap<Bytes, u64>>> = Arc::default();
     let max_value = c.value_size.max();
