@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::chunked::{ChunkStats, Chunked, ChunkedOptions};
 use crate::backend::embedded::{Embedded, EmbeddedOptions};
+use crate::backend::locks::KeyLocks;
 use crate::backend::memcached::{L1Addr, L1Options, MemcachedL1};
 use crate::config::{Config, OrcaKind};
 use crate::metrics::Counters;
@@ -42,7 +44,13 @@ pub async fn run(
             let e = Embedded::start(EmbeddedOptions {
                 program: config.memcached.clone(),
                 memory_mb: config.l1_memory_mb,
-                item_size: embedded_item_size(config.max_item_size),
+                // Chunk items are small; otherwise memcached must hold the
+                // largest value.
+                item_size: if config.chunked {
+                    1 << 20
+                } else {
+                    embedded_item_size(config.max_item_size())
+                },
             })
             .await
             .map_err(StartError::Embedded)?;
@@ -54,7 +62,7 @@ pub async fn run(
         addr: l1_addr.clone(),
         conns: usize::from(config.l1_conns),
         timeout: config.l1_timeout(),
-        max_body: config.max_item_size + 64 * 1024,
+        max_body: config.max_item_size() + 64 * 1024,
         max_inflight: 100_000,
     });
     if !l1.wait_connected(Duration::from_secs(2)).await {
@@ -62,10 +70,29 @@ pub async fn run(
     }
 
     let counters = Arc::new(Counters::default());
-    let make_orca: OrcaFactory = match config.orca {
-        OrcaKind::L1Only => {
+    let locks = config
+        .locked()
+        .then(|| KeyLocks::new(config.lock_stripes as usize));
+    let chunking = config.chunked.then(|| {
+        (
+            Arc::new(ChunkedOptions {
+                chunk_size: config.chunk_size.map(|c| c as usize),
+                max_value: config.max_item_size(),
+            }),
+            Arc::new(ChunkStats::default()),
+        )
+    });
+    let make_orca: OrcaFactory = match (config.orca, chunking) {
+        (OrcaKind::L1Only, None) => {
             let counters = counters.clone();
             Arc::new(move || Box::new(L1Only::new(l1.lane(), counters.clone())) as Box<dyn Orca>)
+        }
+        (OrcaKind::L1Only, Some((opts, stats))) => {
+            let counters = counters.clone();
+            Arc::new(move || {
+                let l1 = Chunked::new(l1.lane(), opts.clone(), locks.clone(), stats.clone());
+                Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
+            })
         }
     };
 
@@ -73,7 +100,7 @@ pub async fn run(
         max_conns: config.max_conns,
         conn: ConnSettings {
             limits: Limits {
-                max_value: config.max_item_size,
+                max_value: config.max_item_size(),
                 ..Limits::default()
             },
             idle_timeout: config.idle_timeout(),
@@ -85,7 +112,10 @@ pub async fn run(
         l1 = %l1_addr,
         l1_conns = config.l1_conns,
         max_conns = config.max_conns,
-        max_item_size = config.max_item_size,
+        max_item_size = config.max_item_size(),
+        chunked = config.chunked,
+        chunk_size = ?config.chunk_size,
+        locked = config.locked(),
         "rend {}",
         crate::metrics::VERSION
     );

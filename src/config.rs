@@ -55,11 +55,30 @@ pub struct Config {
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_conns: u64,
 
-    /// Largest value accepted, bytes. The default is what memcached -I 1m
-    /// stores for a 1-byte key (its item header counts against the 1 MiB).
-    #[arg(long, visible_alias = "max-value-size", default_value_t = DEFAULT_MAX_VALUE,
-          value_parser = parse_item_size)]
-    pub max_item_size: usize,
+    /// Largest value accepted, bytes. Default: what memcached -I 1m stores
+    /// for a 1-byte key (1048516; its item header counts against the 1 MiB),
+    /// or 1 MiB with --chunked (chunking lifts memcached's limit: up to 1 GiB).
+    #[arg(long, visible_alias = "max-value-size", value_parser = parse_item_size)]
+    pub max_item_size: Option<usize>,
+
+    /// Store values as fixed-size chunks in memcached (Rend's layout), so
+    /// every item lands in one slab class.
+    #[arg(long)]
+    pub chunked: bool,
+
+    /// Chunk data size in bytes. Default: 1097 less the key's length (aimed
+    /// at memcached's 1184-byte slab class).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub chunk_size: Option<u64>,
+
+    /// Serialise work on each key with striped locks (writers alone,
+    /// readers together). On by default with --chunked.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub locked: Option<bool>,
+
+    /// Number of lock stripes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub lock_stripes: u64,
 
     /// Close a client connection that completes no request for this many
     /// seconds (idle, or trickling a request); 0 never closes.
@@ -82,6 +101,20 @@ fn parse_item_size(s: &str) -> Result<usize, String> {
 }
 
 impl Config {
+    /// The value limit in force.
+    pub fn max_item_size(&self) -> usize {
+        self.max_item_size.unwrap_or(if self.chunked {
+            1 << 20
+        } else {
+            DEFAULT_MAX_VALUE
+        })
+    }
+
+    /// Whether key locks are on.
+    pub fn locked(&self) -> bool {
+        self.locked.unwrap_or(self.chunked)
+    }
+
     pub fn l1_timeout(&self) -> Duration {
         Duration::from_millis(self.l1_timeout_ms)
     }

@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, BackendError, BackendFuture, Tier};
+use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
 use crate::protocol::binary::{self, op, status, write_packet, Packet, REQ_MAGIC};
 use crate::protocol::{exptime_to_wire, Command, FrameError, Invalid, Response, StoreMode};
 
@@ -180,6 +180,51 @@ pub struct Lane {
 }
 
 impl Backend for Lane {
+    fn call_many(&self, cmds: Vec<Command>) -> BatchFuture {
+        let stats = &self.pool.conns[self.index].stats;
+        let n = cmds.len() as u32;
+        let base = stats.opaque.fetch_add(n + 1, Ordering::Relaxed);
+        let mut out = BytesMut::new();
+        let mut quiet = Vec::with_capacity(cmds.len());
+        for (i, cmd) in cmds.iter().enumerate() {
+            match quiet_packet(cmd, base.wrapping_add(i as u32), &mut out) {
+                Some(q) => quiet.push(q),
+                None => {
+                    return Box::pin(std::future::ready(Err(BackendError::Unsupported(Tier::L1))))
+                }
+            }
+        }
+        let noop = base.wrapping_add(n);
+        write_packet(&mut out, REQ_MAGIC, op::NOOP, 0, noop, 0, &[], &[], &[]);
+        let rx = self.submit(out.freeze(), Expect::UntilNoop, noop);
+        let lane = self.clone();
+        Box::pin(async move {
+            let packets = lane.wait(rx?).await?;
+            let mut replies: Vec<Option<Response>> = vec![None; cmds.len()];
+            for p in &packets {
+                let i = p.opaque.wrapping_sub(base) as usize;
+                if i < replies.len() {
+                    replies[i] = Some(binary::response_from_packet(p));
+                }
+            }
+            // A quiet command that sent nothing back succeeded.
+            Ok(replies
+                .into_iter()
+                .zip(cmds.iter().zip(quiet))
+                .map(|(r, (cmd, quiet))| match r {
+                    Some(r) => r,
+                    None if quiet => match cmd {
+                        Command::Delete { .. } => Response::Deleted,
+                        _ => Response::Stored { cas: 0 },
+                    },
+                    None => Response::Error(crate::protocol::ErrorReply::Server(
+                        Bytes::from_static(b"L1 sent no reply"),
+                    )),
+                })
+                .collect())
+        })
+    }
+
     fn call(&self, cmd: &Command) -> BackendFuture {
         let conn = &self.pool.conns[self.index];
         let stats = conn.stats.clone();
@@ -215,6 +260,89 @@ impl Backend for Lane {
                 }
             }
         })
+    }
+}
+
+impl Lane {
+    fn submit(
+        &self,
+        bytes: Bytes,
+        expect: Expect,
+        last_opaque: u32,
+    ) -> Result<oneshot::Receiver<Result<Vec<Packet>, BackendError>>, BackendError> {
+        let conn = &self.pool.conns[self.index];
+        if !conn.stats.connected.load(Ordering::Relaxed) {
+            return Err(BackendError::Unavailable(Tier::L1));
+        }
+        if conn.stats.inflight.load(Ordering::Relaxed) >= self.pool.opts.max_inflight {
+            return Err(BackendError::Overloaded(Tier::L1));
+        }
+        let (tx, rx) = oneshot::channel();
+        let submit = Submit {
+            bytes,
+            expect,
+            last_opaque,
+            reply: tx,
+        };
+        conn.tx
+            .send(submit)
+            .map_err(|_| BackendError::Unavailable(Tier::L1))?;
+        Ok(rx)
+    }
+
+    async fn wait(
+        &self,
+        rx: oneshot::Receiver<Result<Vec<Packet>, BackendError>>,
+    ) -> Result<Vec<Packet>, BackendError> {
+        match tokio::time::timeout(self.pool.opts.timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(BackendError::Unavailable(Tier::L1)),
+            Err(_) => {
+                self.pool.conns[self.index]
+                    .stats
+                    .timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(BackendError::Timeout(Tier::L1))
+            }
+        }
+    }
+}
+
+/// The quiet opcode for a pipelined store, delete or touch, or `None` for
+/// commands `call_many` does not take. Touch has no quiet form.
+fn quiet_packet(cmd: &Command, opaque: u32, out: &mut BytesMut) -> Option<bool> {
+    match cmd {
+        Command::Store {
+            mode,
+            key,
+            flags,
+            exptime,
+            cas,
+            value,
+        } => {
+            let mut extras = [0u8; 8];
+            extras[..4].copy_from_slice(&flags.to_be_bytes());
+            extras[4..].copy_from_slice(&exptime_to_wire(*exptime).to_be_bytes());
+            let (opcode, extras): (u8, &[u8]) = match mode {
+                StoreMode::Set | StoreMode::Cas => (op::SETQ, &extras),
+                StoreMode::Add => (op::ADDQ, &extras),
+                StoreMode::Replace => (op::REPLACEQ, &extras),
+                StoreMode::Append => (op::APPENDQ, &[]),
+                StoreMode::Prepend => (op::PREPENDQ, &[]),
+            };
+            write_packet(out, REQ_MAGIC, opcode, 0, opaque, *cas, extras, key, value);
+            Some(true)
+        }
+        Command::Delete { key, cas } => {
+            write_packet(out, REQ_MAGIC, op::DELETEQ, 0, opaque, *cas, &[], key, &[]);
+            Some(true)
+        }
+        Command::Touch { key, exptime } => {
+            let extras = exptime_to_wire(*exptime).to_be_bytes();
+            write_packet(out, REQ_MAGIC, op::TOUCH, 0, opaque, 0, &extras, key, &[]);
+            Some(false)
+        }
+        _ => None,
     }
 }
 

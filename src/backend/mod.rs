@@ -3,10 +3,14 @@
 //! error); [`BackendError`] is for a tier that could not answer at all.
 //!
 //! Implementations: [`memcached::MemcachedL1`], the pooled, pipelined binary
-//! client for the L1 memcached. The embedded memcached process that backs the
-//! default run lives in [`embedded`].
+//! client for the L1 memcached, and [`chunked::Chunked`], an adapter that
+//! stores every value as fixed-size chunks in the tier it wraps. The
+//! embedded memcached process that backs the default run lives in
+//! [`embedded`]; [`locks`] serialises work on one key.
 
+pub mod chunked;
 pub mod embedded;
+pub mod locks;
 pub mod memcached;
 
 use std::fmt;
@@ -54,6 +58,7 @@ impl BackendError {
 }
 
 pub type BackendFuture = Pin<Box<dyn Future<Output = Result<Response, BackendError>> + Send>>;
+pub type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<Response>, BackendError>> + Send>>;
 
 /// One storage tier.
 ///
@@ -62,4 +67,18 @@ pub type BackendFuture = Pin<Box<dyn Future<Output = Result<Response, BackendErr
 /// replies are awaited together: that is what lets a connection pipeline.
 pub trait Backend: Send + Sync + 'static {
     fn call(&self, cmd: &Command) -> BackendFuture;
+
+    /// Several stores, deletes or touches at once, answered in order. A tier
+    /// that can pipeline sends them together (memcached: quiet opcodes and
+    /// one noop, so only failures come back); this default awaits each.
+    fn call_many(&self, cmds: Vec<Command>) -> BatchFuture {
+        let calls: Vec<BackendFuture> = cmds.iter().map(|c| self.call(c)).collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(calls.len());
+            for c in calls {
+                out.push(c.await?);
+            }
+            Ok(out)
+        })
+    }
 }

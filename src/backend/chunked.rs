@@ -1,0 +1,768 @@
+//! `Chunked<B>`: stores every value in the tier it wraps as fixed-size
+//! chunks, so all of a memcached's items land in one slab class and its
+//! memory cannot be stranded when the value sizes shift. It is itself a
+//! backend. The layout is Netflix Rend's, so both can share a memcached:
+//!
+//! - `<key>-meta`: 40 bytes, big-endian u32s: value length, the client's
+//!   flags, chunk count, chunk data size, insert time (Unix s), absolute
+//!   expiry (0 = never), then a 16-byte token fresh for every write;
+//! - `<key>-<i>` for i from 0: the token, then `chunk data size` bytes of the
+//!   value (the last chunk padded with zeros, so every chunk item has one
+//!   size).
+//!
+//! A read is a hit only when the metadata parses, every chunk is there and
+//! every chunk carries the metadata's token; anything else is a miss, never
+//! a value with a hole or from two writes. Such a value is absent for every
+//! verb (add stores over it, replace and append do not) and is removed by the
+//! next write or delete of its key.
+//!
+//! Keys whose internal names would pass memcached's 250 bytes (client keys
+//! over 240 bytes) are stored under `#` and the hex MD5 of the key.
+//!
+//! The cas of a chunked value is the cas memcached gives its metadata item:
+//! new on every write (every write rewrites the metadata), unchanged by touch
+//! and gat (memcached's touch keeps an item's cas). Because touch must not
+//! change the cas, it does not rewrite the metadata's expiry field, which
+//! therefore records the expiry given at write time; rend relies on
+//! memcached's own expiry of the items, which touch and gat move for the
+//! metadata and every chunk alike.
+//!
+//! Round trips: reads take two (metadata, then every chunk with keys echoed,
+//! pipelined), a set one (metadata and quiet chunk sets in one pipeline), an
+//! add/replace/cas/append/incr a verifying read and then the write; never
+//! one per chunk. With key locks on (the default), writers of a key run one
+//! at a time and readers share.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use md5::{Digest, Md5};
+
+use super::locks::{Guard, KeyLocks};
+use super::{Backend, BackendError, BackendFuture, Tier};
+use crate::protocol::number::parse_u64;
+use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
+
+pub const META_LEN: usize = 40;
+pub const TOKEN_LEN: usize = 16;
+/// Rend's default: chunk data of 1097 bytes less the key length, aimed at
+/// memcached's 1184-byte slab class.
+pub const DEFAULT_CHUNK_BASE: usize = 1097;
+/// Client keys longer than this are stored under a hashed name.
+const MAX_PLAIN_KEY: usize = 240;
+const THIRTY_DAYS: i64 = 60 * 60 * 24 * 30;
+
+#[derive(Clone, Debug)]
+pub struct ChunkedOptions {
+    /// Chunk data size; `None`: 1097 less the key length (at least 16).
+    pub chunk_size: Option<usize>,
+    /// Largest value accepted.
+    pub max_value: usize,
+}
+
+/// What chunking did, for `stats` and metrics.
+#[derive(Default, Debug)]
+pub struct ChunkStats {
+    pub chunks_written: AtomicU64,
+    pub chunks_read: AtomicU64,
+    /// Reads that found a chunk from another write.
+    pub token_misses: AtomicU64,
+    /// Reads that found a chunk missing (evicted, deleted).
+    pub missing_chunk_misses: AtomicU64,
+}
+
+/// The metadata record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub len: u32,
+    pub flags: u32,
+    pub chunks: u32,
+    pub chunk_size: u32,
+    pub inserted: u32,
+    pub expiry: u32,
+    pub token: [u8; TOKEN_LEN],
+}
+
+impl Meta {
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(META_LEN);
+        for v in [
+            self.len,
+            self.flags,
+            self.chunks,
+            self.chunk_size,
+            self.inserted,
+            self.expiry,
+        ] {
+            b.put_u32(v);
+        }
+        b.put_slice(&self.token);
+        b.freeze()
+    }
+
+    /// Parse a record; `None` unless it is well formed.
+    pub fn decode(b: &[u8]) -> Option<Meta> {
+        if b.len() != META_LEN {
+            return None;
+        }
+        let u = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut token = [0u8; TOKEN_LEN];
+        token.copy_from_slice(&b[24..40]);
+        let m = Meta {
+            len: u(0),
+            flags: u(4),
+            chunks: u(8),
+            chunk_size: u(12),
+            inserted: u(16),
+            expiry: u(20),
+            token,
+        };
+        (m.chunk_size > 0
+            && u64::from(m.chunks) == chunk_count(m.len as usize, m.chunk_size as usize) as u64)
+            .then_some(m)
+    }
+}
+
+fn chunk_count(len: usize, chunk_size: usize) -> usize {
+    len.div_ceil(chunk_size)
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// memcached's exptime as one absolute time, so the metadata and every chunk
+/// expire together: 0 stays 0 (never), up to 30 days is relative, above is
+/// already absolute, negative stays negative (expired).
+fn absolute(exptime: i64) -> i64 {
+    if exptime > 0 && exptime <= THIRTY_DAYS {
+        now_unix() + exptime
+    } else {
+        exptime
+    }
+}
+
+/// The name a key's items are stored under.
+pub fn base_key(key: &[u8]) -> Bytes {
+    if key.len() <= MAX_PLAIN_KEY {
+        return Bytes::copy_from_slice(key);
+    }
+    let digest = Md5::digest(key);
+    let mut s = String::with_capacity(33);
+    s.push('#');
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    Bytes::from(s)
+}
+
+pub fn meta_key(base: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(base.len() + 5);
+    b.put_slice(base);
+    b.put_slice(b"-meta");
+    b.freeze()
+}
+
+pub fn chunk_key(base: &[u8], i: usize) -> Bytes {
+    let mut b = BytesMut::with_capacity(base.len() + 8);
+    b.put_slice(base);
+    b.put_u8(b'-');
+    b.put_slice(i.to_string().as_bytes());
+    b.freeze()
+}
+
+/// One key as read back.
+enum Found {
+    Hit {
+        value: Value,
+        meta: Meta,
+    },
+    /// Metadata present (with this cas) but the value failed verification.
+    Invalid {
+        meta_cas: u64,
+    },
+    Absent,
+}
+
+/// How the metadata write decides (the client's verb, or a cas guard for
+/// read-modify-write).
+#[derive(Clone, Copy)]
+enum MetaWrite {
+    Set,
+    Add,
+    Replace,
+    Cas(u64),
+}
+
+pub struct Chunked<B> {
+    inner: B,
+    opts: Arc<ChunkedOptions>,
+    locks: Option<Arc<KeyLocks>>,
+    stats: Arc<ChunkStats>,
+}
+
+impl<B: Clone> Clone for Chunked<B> {
+    fn clone(&self) -> Self {
+        Chunked {
+            inner: self.inner.clone(),
+            opts: self.opts.clone(),
+            locks: self.locks.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<B: Backend + Clone> Chunked<B> {
+    pub fn new(
+        inner: B,
+        opts: Arc<ChunkedOptions>,
+        locks: Option<Arc<KeyLocks>>,
+        stats: Arc<ChunkStats>,
+    ) -> Self {
+        Chunked {
+            inner,
+            opts,
+            locks,
+            stats,
+        }
+    }
+
+    fn chunk_size_for(&self, key: &[u8]) -> usize {
+        self.opts
+            .chunk_size
+            .unwrap_or_else(|| DEFAULT_CHUNK_BASE.saturating_sub(key.len()).max(16))
+    }
+
+    async fn lock_read(&self, keys: &[Bytes]) -> Option<Guard> {
+        match &self.locks {
+            Some(l) => Some(l.read(keys.iter().map(|k| &k[..])).await),
+            None => None,
+        }
+    }
+
+    async fn lock_write(&self, keys: &[Bytes]) -> Option<Guard> {
+        match &self.locks {
+            Some(l) => Some(l.write(keys.iter().map(|k| &k[..])).await),
+            None => None,
+        }
+    }
+
+    /// Read and verify `keys` (touching every item when `touch` is given):
+    /// two pipelined round trips whatever the chunk count.
+    async fn read(&self, keys: &[Bytes], touch: Option<i64>) -> Result<Vec<Found>, BackendError> {
+        let bases: Vec<Bytes> = keys.iter().map(|k| base_key(k)).collect();
+        let mut meta_keys: Vec<Bytes> = bases.iter().map(|b| meta_key(b)).collect();
+        meta_keys.sort();
+        meta_keys.dedup();
+        let touch = touch.map(absolute);
+        let metas = match self
+            .inner
+            .call(&Command::Get {
+                keys: meta_keys,
+                touch,
+            })
+            .await?
+        {
+            Response::Values(v) => v,
+            other => return Err(unexpected(other)),
+        };
+        let metas: HashMap<Bytes, (Option<Meta>, u64)> = metas
+            .into_iter()
+            .map(|v| (v.key.clone(), (Meta::decode(&v.data), v.cas)))
+            .collect();
+        // Every chunk of every valid metadata, in one pipeline.
+        let mut chunk_keys = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for base in &bases {
+            if !seen.insert(base.clone()) {
+                continue;
+            }
+            if let Some((Some(m), _)) = metas.get(&meta_key(base)) {
+                for i in 0..m.chunks as usize {
+                    chunk_keys.push(chunk_key(base, i));
+                }
+            }
+        }
+        let chunks: HashMap<Bytes, Bytes> = if chunk_keys.is_empty() {
+            HashMap::new()
+        } else {
+            self.stats
+                .chunks_read
+                .fetch_add(chunk_keys.len() as u64, Ordering::Relaxed);
+            match self
+                .inner
+                .call(&Command::Get {
+                    keys: chunk_keys,
+                    touch,
+                })
+                .await?
+            {
+                Response::Values(v) => v.into_iter().map(|v| (v.key, v.data)).collect(),
+                other => return Err(unexpected(other)),
+            }
+        };
+        Ok(keys
+            .iter()
+            .zip(&bases)
+            .map(|(key, base)| match metas.get(&meta_key(base)) {
+                None => Found::Absent,
+                Some((None, cas)) => Found::Invalid { meta_cas: *cas },
+                Some((Some(meta), cas)) => self.assemble(key, base, meta, *cas, &chunks),
+            })
+            .collect())
+    }
+
+    fn assemble(
+        &self,
+        key: &Bytes,
+        base: &[u8],
+        meta: &Meta,
+        cas: u64,
+        chunks: &HashMap<Bytes, Bytes>,
+    ) -> Found {
+        let size = meta.chunk_size as usize;
+        let mut data = BytesMut::with_capacity(meta.len as usize);
+        for i in 0..meta.chunks as usize {
+            let Some(chunk) = chunks.get(&chunk_key(base, i)) else {
+                self.stats
+                    .missing_chunk_misses
+                    .fetch_add(1, Ordering::Relaxed);
+                return Found::Invalid { meta_cas: cas };
+            };
+            if chunk.len() != TOKEN_LEN + size || chunk[..TOKEN_LEN] != meta.token {
+                self.stats.token_misses.fetch_add(1, Ordering::Relaxed);
+                return Found::Invalid { meta_cas: cas };
+            }
+            let want = (meta.len as usize - i * size).min(size);
+            data.put_slice(&chunk[TOKEN_LEN..TOKEN_LEN + want]);
+        }
+        Found::Hit {
+            value: Value {
+                key: key.clone(),
+                flags: meta.flags,
+                cas,
+                data: data.freeze(),
+            },
+            meta: meta.clone(),
+        }
+    }
+
+    async fn read_one(&self, key: &Bytes) -> Result<Found, BackendError> {
+        let mut found = self.read(std::slice::from_ref(key), None).await?;
+        Ok(found.pop().unwrap_or(Found::Absent))
+    }
+
+    /// Write a whole value: the metadata with `how`, then the chunks.
+    async fn write(
+        &self,
+        key: &[u8],
+        flags: u32,
+        expiry: i64,
+        value: &[u8],
+        how: MetaWrite,
+    ) -> Result<Response, BackendError> {
+        let base = base_key(key);
+        let size = self.chunk_size_for(key);
+        let count = chunk_count(value.len(), size);
+        let token: [u8; TOKEN_LEN] = rand::random();
+        let meta = Meta {
+            len: value.len() as u32,
+            flags,
+            chunks: count as u32,
+            chunk_size: size as u32,
+            inserted: now_unix() as u32,
+            expiry: if expiry > 0 { expiry as u32 } else { 0 },
+            token,
+        };
+        let (mode, cas) = match how {
+            MetaWrite::Set => (StoreMode::Set, 0),
+            MetaWrite::Add => (StoreMode::Add, 0),
+            MetaWrite::Replace => (StoreMode::Replace, 0),
+            MetaWrite::Cas(c) => (StoreMode::Cas, c),
+        };
+        let meta_cmd = Command::Store {
+            mode,
+            key: meta_key(&base),
+            flags: 0,
+            exptime: expiry,
+            cas,
+            value: meta.encode(),
+        };
+        let chunk_cmds: Vec<Command> = (0..count)
+            .map(|i| {
+                let mut item = BytesMut::with_capacity(TOKEN_LEN + size);
+                item.put_slice(&token);
+                let data = &value[i * size..((i + 1) * size).min(value.len())];
+                item.put_slice(data);
+                item.put_bytes(0, size - data.len());
+                Command::Store {
+                    mode: StoreMode::Set,
+                    key: chunk_key(&base, i),
+                    flags: 0,
+                    exptime: expiry,
+                    cas: 0,
+                    value: item.freeze(),
+                }
+            })
+            .collect();
+        self.stats
+            .chunks_written
+            .fetch_add(count as u64, Ordering::Relaxed);
+        let meta_reply = if matches!(how, MetaWrite::Set) {
+            // Unconditional: the metadata and the chunks in one pipeline.
+            let meta_call = self.inner.call(&meta_cmd);
+            let chunk_call = (!chunk_cmds.is_empty()).then(|| self.inner.call_many(chunk_cmds));
+            let meta_reply = meta_call.await?;
+            if let Some(c) = chunk_call {
+                let replies = c.await?;
+                if let Some(failed) = first_failure(&replies) {
+                    self.remove(&base, count).await;
+                    return Ok(failed);
+                }
+            }
+            meta_reply
+        } else {
+            let meta_reply = self.inner.call(&meta_cmd).await?;
+            if matches!(meta_reply, Response::Stored { .. }) && !chunk_cmds.is_empty() {
+                let replies = self.inner.call_many(chunk_cmds).await?;
+                if let Some(failed) = first_failure(&replies) {
+                    self.remove(&base, count).await;
+                    return Ok(failed);
+                }
+            }
+            meta_reply
+        };
+        Ok(meta_reply)
+    }
+
+    /// Best-effort removal of a key's metadata and chunks.
+    async fn remove(&self, base: &[u8], chunks: usize) {
+        let mut cmds = vec![Command::Delete {
+            key: meta_key(base),
+            cas: 0,
+        }];
+        cmds.extend((0..chunks).map(|i| Command::Delete {
+            key: chunk_key(base, i),
+            cas: 0,
+        }));
+        let _ = self.inner.call_many(cmds).await;
+    }
+
+    async fn run(&self, cmd: Command) -> Result<Response, BackendError> {
+        match cmd {
+            Command::Get { keys, touch } => {
+                let _guard = if touch.is_some() {
+                    self.lock_write(&keys).await
+                } else {
+                    self.lock_read(&keys).await
+                };
+                let found = self.read(&keys, touch).await?;
+                Ok(Response::Values(
+                    found
+                        .into_iter()
+                        .filter_map(|f| match f {
+                            Found::Hit { value, .. } => Some(value),
+                            _ => None,
+                        })
+                        .collect(),
+                ))
+            }
+            Command::Store {
+                mode,
+                key,
+                flags,
+                exptime,
+                cas,
+                value,
+            } => {
+                let _guard = self.lock_write(std::slice::from_ref(&key)).await;
+                let expiry = absolute(exptime);
+                // As memcached does, a storage command carrying a cas (binary
+                // set/add/replace) is a cas.
+                let mode = match mode {
+                    StoreMode::Set | StoreMode::Add | StoreMode::Replace if cas != 0 => {
+                        StoreMode::Cas
+                    }
+                    m => m,
+                };
+                match mode {
+                    StoreMode::Set => {
+                        self.write(&key, flags, expiry, &value, MetaWrite::Set)
+                            .await
+                    }
+                    StoreMode::Add => match self.read_one(&key).await? {
+                        Found::Hit { .. } => Ok(Response::NotStored),
+                        // Present but broken: absent for add, so store over
+                        // it unless someone else wrote meanwhile.
+                        Found::Invalid { meta_cas } => {
+                            match self
+                                .write(&key, flags, expiry, &value, MetaWrite::Cas(meta_cas))
+                                .await?
+                            {
+                                Response::Exists | Response::NotFound => Ok(Response::NotStored),
+                                other => Ok(other),
+                            }
+                        }
+                        Found::Absent => {
+                            self.write(&key, flags, expiry, &value, MetaWrite::Add)
+                                .await
+                        }
+                    },
+                    StoreMode::Replace => match self.read_one(&key).await? {
+                        Found::Hit { .. } => {
+                            self.write(&key, flags, expiry, &value, MetaWrite::Replace)
+                                .await
+                        }
+                        _ => Ok(Response::NotStored),
+                    },
+                    StoreMode::Cas => match self.read_one(&key).await? {
+                        Found::Hit { .. } => {
+                            // memcached's text cas never matches 0.
+                            let cas = if cas == 0 { u64::MAX } else { cas };
+                            self.write(&key, flags, expiry, &value, MetaWrite::Cas(cas))
+                                .await
+                        }
+                        _ => Ok(Response::NotFound),
+                    },
+                    StoreMode::Append | StoreMode::Prepend => match self.read_one(&key).await? {
+                        Found::Hit { value: old, meta } => {
+                            if cas != 0 && cas != old.cas {
+                                return Ok(Response::Exists);
+                            }
+                            let total = old.data.len() + value.len();
+                            if total > self.opts.max_value {
+                                return Ok(Response::NotStored);
+                            }
+                            let mut joined = BytesMut::with_capacity(total);
+                            if mode == StoreMode::Append {
+                                joined.put_slice(&old.data);
+                                joined.put_slice(&value);
+                            } else {
+                                joined.put_slice(&value);
+                                joined.put_slice(&old.data);
+                            }
+                            let expiry = i64::from(meta.expiry);
+                            match self
+                                .write(&key, meta.flags, expiry, &joined, MetaWrite::Cas(old.cas))
+                                .await?
+                            {
+                                Response::Exists | Response::NotFound => Ok(Response::NotStored),
+                                other => Ok(other),
+                            }
+                        }
+                        _ => Ok(Response::NotStored),
+                    },
+                }
+            }
+            Command::Arith {
+                key,
+                incr,
+                delta,
+                create,
+            } => {
+                let _guard = self.lock_write(std::slice::from_ref(&key)).await;
+                match self.read_one(&key).await? {
+                    Found::Hit { value: old, meta } => {
+                        let Some(current) = parse_u64(&old.data) else {
+                            return Ok(Response::Error(ErrorReply::NonNumeric));
+                        };
+                        let new = if incr {
+                            current.wrapping_add(delta)
+                        } else {
+                            current.saturating_sub(delta)
+                        };
+                        let mut digits = new.to_string().into_bytes();
+                        // memcached rewrites in place, padding with spaces,
+                        // when the new number is no longer than the old value.
+                        if digits.len() < old.data.len() {
+                            digits.resize(old.data.len(), b' ');
+                        }
+                        let expiry = i64::from(meta.expiry);
+                        match self
+                            .write(&key, meta.flags, expiry, &digits, MetaWrite::Cas(old.cas))
+                            .await?
+                        {
+                            Response::Stored { cas } => Ok(Response::Numeric { value: new, cas }),
+                            Response::Exists | Response::NotFound => Ok(Response::NotFound),
+                            other => Ok(other),
+                        }
+                    }
+                    _ => match create {
+                        // Binary incr with an initial value creates the key.
+                        Some((initial, exptime)) => {
+                            let digits = initial.to_string().into_bytes();
+                            match self
+                                .write(&key, 0, absolute(exptime), &digits, MetaWrite::Add)
+                                .await?
+                            {
+                                Response::Stored { cas } => Ok(Response::Numeric {
+                                    value: initial,
+                                    cas,
+                                }),
+                                other => Ok(other),
+                            }
+                        }
+                        None => Ok(Response::NotFound),
+                    },
+                }
+            }
+            Command::Delete { key, cas } => {
+                let _guard = self.lock_write(std::slice::from_ref(&key)).await;
+                let base = base_key(&key);
+                match self.read_one(&key).await? {
+                    Found::Hit { meta, .. } => {
+                        let reply = self
+                            .inner
+                            .call(&Command::Delete {
+                                key: meta_key(&base),
+                                cas,
+                            })
+                            .await?;
+                        if matches!(reply, Response::Deleted) {
+                            let chunks = (0..meta.chunks as usize)
+                                .map(|i| Command::Delete {
+                                    key: chunk_key(&base, i),
+                                    cas: 0,
+                                })
+                                .collect::<Vec<_>>();
+                            if !chunks.is_empty() {
+                                let _ = self.inner.call_many(chunks).await;
+                            }
+                        }
+                        Ok(reply)
+                    }
+                    Found::Invalid { .. } => {
+                        // Clean up what is left, and report the miss.
+                        let _ = self
+                            .inner
+                            .call(&Command::Delete {
+                                key: meta_key(&base),
+                                cas: 0,
+                            })
+                            .await;
+                        Ok(Response::NotFound)
+                    }
+                    Found::Absent => Ok(Response::NotFound),
+                }
+            }
+            Command::Touch { key, exptime } => {
+                let _guard = self.lock_write(std::slice::from_ref(&key)).await;
+                let base = base_key(&key);
+                match self.read_one(&key).await? {
+                    Found::Hit { value, meta } => {
+                        let exptime = absolute(exptime);
+                        let mut cmds = vec![Command::Touch {
+                            key: meta_key(&base),
+                            exptime,
+                        }];
+                        cmds.extend((0..meta.chunks as usize).map(|i| Command::Touch {
+                            key: chunk_key(&base, i),
+                            exptime,
+                        }));
+                        let replies = self.inner.call_many(cmds).await?;
+                        if replies
+                            .iter()
+                            .all(|r| matches!(r, Response::Touched { .. }))
+                        {
+                            Ok(Response::Touched {
+                                flags: meta.flags,
+                                cas: value.cas,
+                            })
+                        } else {
+                            Ok(Response::NotFound)
+                        }
+                    }
+                    _ => Ok(Response::NotFound),
+                }
+            }
+            Command::GetE { .. } => Err(BackendError::Unsupported(Tier::L1)),
+            other => self.inner.call(&other).await,
+        }
+    }
+}
+
+fn first_failure(replies: &[Response]) -> Option<Response> {
+    replies
+        .iter()
+        .find(|r| !matches!(r, Response::Stored { .. }))
+        .map(|r| match r {
+            Response::Error(_) => r.clone(),
+            _ => Response::Error(ErrorReply::OutOfMemory),
+        })
+}
+
+fn unexpected(r: Response) -> BackendError {
+    tracing::debug!("chunked: unexpected reply {r:?}");
+    BackendError::Protocol(Tier::L1, "unexpected reply to a chunk read")
+}
+
+impl<B: Backend + Clone> Backend for Chunked<B> {
+    fn call(&self, cmd: &Command) -> BackendFuture {
+        let this = self.clone();
+        let cmd = cmd.clone();
+        Box::pin(async move { this.run(cmd).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(&meta_key(b"foo")[..], b"foo-meta");
+        assert_eq!(&chunk_key(b"foo", 12)[..], b"foo-12");
+        assert_eq!(&base_key(&[b'k'; 240])[..], &[b'k'; 240][..]);
+        let long = base_key(&[b'k'; 250]);
+        assert_eq!(long.len(), 33);
+        assert!(long.starts_with(b"#"));
+        assert_ne!(long, base_key(&[b'j'; 250]));
+    }
+
+    #[test]
+    fn meta_layout_is_rends() {
+        let m = Meta {
+            len: 0x01020304,
+            flags: 5,
+            chunks: 0x01020304u32.div_ceil(1000),
+            chunk_size: 1000,
+            inserted: 7,
+            expiry: 8,
+            token: [9; 16],
+        };
+        let b = m.encode();
+        assert_eq!(b.len(), 40);
+        assert_eq!(&b[..8], &[1, 2, 3, 4, 0, 0, 0, 5]);
+        assert_eq!(&b[12..16], &1000u32.to_be_bytes());
+        assert_eq!(Meta::decode(&b), Some(m));
+        assert_eq!(Meta::decode(&b[..39]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn meta_round_trip(len in 0u32..100_000_000, size in 1u32..100_000, flags: u32, inserted: u32, expiry: u32, token: [u8; 16]) {
+            let m = Meta { len, flags, chunks: len.div_ceil(size), chunk_size: size, inserted, expiry, token };
+            prop_assert_eq!(Meta::decode(&m.encode()), Some(m));
+        }
+
+        #[test]
+        fn split_and_reassemble(value in proptest::collection::vec(any::<u8>(), 0..5000), size in 1usize..700) {
+            let count = chunk_count(value.len(), size);
+            let mut out = Vec::new();
+            for i in 0..count {
+                let data = &value[i * size..((i + 1) * size).min(value.len())];
+                let mut item = data.to_vec();
+                item.resize(size, 0);
+                out.extend_from_slice(&item[..(value.len() - i * size).min(size)]);
+            }
+            prop_assert_eq!(out, value);
+        }
+    }
+}
