@@ -82,6 +82,9 @@ pub async fn run(
             Arc::new(ChunkStats::default()),
         )
     });
+    if let Some((_, stats)) = &chunking {
+        let _ = counters.chunks.set(stats.clone());
+    }
     let make_orca: OrcaFactory = match (config.orca, chunking) {
         (OrcaKind::L1Only, None) => {
             let counters = counters.clone();

@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::backend::chunked::ChunkStats;
 use crate::protocol::{Command, Response, StoreMode};
 
 /// The protocol level rend speaks, then its own version: clients such as
@@ -54,6 +55,8 @@ counters!(
 pub struct Counters {
     pub counts: Counts,
     started: Instant,
+    /// Chunking's own counters, when values are chunked.
+    pub chunks: std::sync::OnceLock<std::sync::Arc<ChunkStats>>,
 }
 
 impl Default for Counters {
@@ -61,6 +64,7 @@ impl Default for Counters {
         Counters {
             counts: Counts::default(),
             started: Instant::now(),
+            chunks: std::sync::OnceLock::new(),
         }
     }
 }
@@ -156,6 +160,19 @@ impl Counters {
                 .into_iter()
                 .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from(v.to_string()))),
         );
+        if let Some(c) = self.chunks.get() {
+            for (k, v) in [
+                ("chunks_written", &c.chunks_written),
+                ("chunks_read", &c.chunks_read),
+                ("chunk_token_misses", &c.token_misses),
+                ("chunk_missing_misses", &c.missing_chunk_misses),
+            ] {
+                out.push((
+                    Bytes::from_static(k.as_bytes()),
+                    Bytes::from(v.load(Ordering::Relaxed).to_string()),
+                ));
+            }
+        }
         out
     }
 
