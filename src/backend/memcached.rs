@@ -320,9 +320,7 @@ fn quiet_packet(cmd: &Command, opaque: u32, out: &mut BytesMut) -> Option<bool> 
             cas,
             value,
         } => {
-            let mut extras = [0u8; 8];
-            extras[..4].copy_from_slice(&flags.to_be_bytes());
-            extras[4..].copy_from_slice(&exptime_to_wire(*exptime).to_be_bytes());
+            let extras = binary::store_extras(*flags, *exptime);
             let (opcode, extras): (u8, &[u8]) = match mode {
                 StoreMode::Set | StoreMode::Cas => (op::SETQ, &extras),
                 StoreMode::Add => (op::ADDQ, &extras),
@@ -466,9 +464,7 @@ fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
             cas,
             value,
         } => {
-            let mut extras = [0u8; 8];
-            extras[..4].copy_from_slice(&flags.to_be_bytes());
-            extras[4..].copy_from_slice(&exptime_to_wire(*exptime).to_be_bytes());
+            let extras = binary::store_extras(*flags, *exptime);
             let last = match mode {
                 StoreMode::Set => one(&mut out, op::SET, *cas, &extras, key, value),
                 StoreMode::Add => one(&mut out, op::ADD, *cas, &extras, key, value),
@@ -516,14 +512,7 @@ fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
             delta,
             create,
         } => {
-            let mut extras = [0u8; 20];
-            extras[..8].copy_from_slice(&delta.to_be_bytes());
-            let (initial, expiry) = match create {
-                Some((initial, exptime)) => (*initial, exptime_to_wire(*exptime)),
-                None => (0, u32::MAX),
-            };
-            extras[8..16].copy_from_slice(&initial.to_be_bytes());
-            extras[16..].copy_from_slice(&expiry.to_be_bytes());
+            let extras = binary::arith_extras(*delta, *create);
             let opcode = if *incr { op::INCREMENT } else { op::DECREMENT };
             let last = one(&mut out, opcode, 0, &extras, key, &[]);
             single(out, last)

@@ -210,6 +210,29 @@ pub fn decode_packet(buf: &mut BytesMut, max_body: usize) -> Result<Option<Packe
     }))
 }
 
+/// Extras of a set/add/replace: flags, then the exptime as the wire reads it.
+pub fn store_extras(flags: u32, exptime: i64) -> [u8; 8] {
+    let mut extras = [0u8; 8];
+    extras[..4].copy_from_slice(&flags.to_be_bytes());
+    extras[4..].copy_from_slice(&super::exptime_to_wire(exptime).to_be_bytes());
+    extras
+}
+
+/// Extras of an incr/decr: delta, initial value and exptime; without
+/// `create` the exptime is 0xffffffff, which memcached reads as "do not
+/// create a missing key" (the text protocol's behaviour).
+pub fn arith_extras(delta: u64, create: Option<(u64, i64)>) -> [u8; 20] {
+    let mut extras = [0u8; 20];
+    extras[..8].copy_from_slice(&delta.to_be_bytes());
+    let (initial, expiry) = match create {
+        Some((initial, exptime)) => (initial, super::exptime_to_wire(exptime)),
+        None => (0, u32::MAX),
+    };
+    extras[8..16].copy_from_slice(&initial.to_be_bytes());
+    extras[16..].copy_from_slice(&expiry.to_be_bytes());
+    extras
+}
+
 /// The quiet form of an opcode suppresses its success reply (gets: its miss).
 pub fn is_quiet(opcode: u8) -> bool {
     matches!(
@@ -602,28 +625,13 @@ pub fn encode_request(req: &Request, out: &mut BytesMut) {
             value,
         } => match mode {
             StoreMode::Append | StoreMode::Prepend => w(out, *cas, &[], key, value),
-            _ => {
-                let mut extras = [0u8; 8];
-                extras[..4].copy_from_slice(&flags.to_be_bytes());
-                extras[4..].copy_from_slice(&wire(*exptime).to_be_bytes());
-                w(out, *cas, &extras, key, value)
-            }
+            _ => w(out, *cas, &store_extras(*flags, *exptime), key, value),
         },
         Command::Delete { key, cas } => w(out, *cas, &[], key, &[]),
         Command::Touch { key, exptime } => w(out, 0, &wire(*exptime).to_be_bytes(), key, &[]),
         Command::Arith {
             key, delta, create, ..
-        } => {
-            let mut extras = [0u8; 20];
-            extras[..8].copy_from_slice(&delta.to_be_bytes());
-            let (initial, expiry) = match create {
-                Some((initial, exptime)) => (*initial, wire(*exptime)),
-                None => (0, u32::MAX),
-            };
-            extras[8..16].copy_from_slice(&initial.to_be_bytes());
-            extras[16..].copy_from_slice(&expiry.to_be_bytes());
-            w(out, 0, &extras, key, &[])
-        }
+        } => w(out, 0, &arith_extras(*delta, *create), key, &[]),
         Command::Flush { delay } => {
             if *delay == 0 {
                 w(out, 0, &[], &[], &[])
