@@ -62,9 +62,13 @@ pub type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<Response>, Backend
 
 /// One storage tier.
 ///
-/// `call` starts the command before it returns, so commands issued one after
-/// another on the same handle reach the tier in that order even while their
-/// replies are awaited together: that is what lets a connection pipeline.
+/// A single-step tier (memcached) starts the command in `call`, before it
+/// returns, so commands issued one after another on the same handle reach
+/// the tier in that order even while their replies are awaited together:
+/// that is what lets a connection pipeline. A tier that must wait first
+/// (for a lock, or for one round trip before the next, as [`chunked`] does)
+/// starts when its future is first polled; a connection awaits its replies
+/// in order, so its requests still run in order, one after another.
 pub trait Backend: Send + Sync + 'static {
     fn call(&self, cmd: &Command) -> BackendFuture;
 
