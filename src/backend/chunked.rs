@@ -307,13 +307,22 @@ impl<B: Backend + Clone> Chunked<B> {
                 other => return Err(unexpected(other)),
             }
         };
+        // memcached takes a gat's keys one by one: a gat that expires the
+        // item serves a key named twice only the first time.
+        let expiring = touch.is_some_and(|t| t < 0 || (t > THIRTY_DAYS && t <= now_unix()));
+        let mut served = std::collections::HashSet::new();
         Ok(keys
             .iter()
             .zip(&bases)
-            .map(|(key, base)| match metas.get(&meta_key(base)) {
-                None => Found::Absent,
-                Some((None, cas)) => Found::Invalid { meta_cas: *cas },
-                Some((Some(meta), cas)) => self.assemble(key, base, meta, *cas, &chunks),
+            .map(|(key, base)| {
+                if expiring && !served.insert(base.clone()) {
+                    return Found::Absent;
+                }
+                match metas.get(&meta_key(base)) {
+                    None => Found::Absent,
+                    Some((None, cas)) => Found::Invalid { meta_cas: *cas },
+                    Some((Some(meta), cas)) => self.assemble(key, base, meta, *cas, &chunks),
+                }
             })
             .collect())
     }
@@ -703,6 +712,10 @@ fn unexpected(r: Response) -> BackendError {
 }
 
 impl<B: Backend + Clone> Backend for Chunked<B> {
+    fn starts_eagerly(&self) -> bool {
+        false
+    }
+
     fn call(&self, cmd: &Command) -> BackendFuture {
         let this = self.clone();
         let cmd = cmd.clone();

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
 use crate::protocol::binary::{self, op, status, write_packet, Packet, REQ_MAGIC};
-use crate::protocol::{exptime_to_wire, Command, FrameError, Invalid, Response, StoreMode};
+use crate::protocol::{exptime_to_wire, Command, FrameError, Invalid, Response, StoreMode, Value};
 
 /// Where memcached listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -368,17 +368,22 @@ impl Shape {
                         Bytes::from_static(b"L1 sent no reply"),
                     )))
             }
-            Shape::Hits => {
-                let values = packets
-                    .iter()
+            Shape::Hits => Response::Values(
+                packets
+                    .into_iter()
                     .filter(|p| p.status == status::OK && p.opcode != op::NOOP)
-                    .filter_map(|p| match binary::response_from_packet(p) {
-                        Response::Values(mut v) => v.pop(),
-                        _ => None,
+                    .map(|p| Value {
+                        flags: p
+                            .extras
+                            .get(..4)
+                            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                            .unwrap_or(0),
+                        key: p.key,
+                        cas: p.cas,
+                        data: p.value,
                     })
-                    .collect();
-                Response::Values(values)
-            }
+                    .collect(),
+            ),
             Shape::Cas => match Shape::Single.response(packets) {
                 Response::NotStored => Response::NotFound,
                 other => other,

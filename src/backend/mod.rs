@@ -72,6 +72,11 @@ pub type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<Response>, Backend
 pub trait Backend: Send + Sync + 'static {
     fn call(&self, cmd: &Command) -> BackendFuture;
 
+    /// Whether `call` starts the command before it returns.
+    fn starts_eagerly(&self) -> bool {
+        true
+    }
+
     /// Several stores, deletes or touches at once, answered in order. A tier
     /// that can pipeline sends them together (memcached: quiet opcodes and
     /// one noop, so only failures come back); this default awaits each.

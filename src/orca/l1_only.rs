@@ -22,6 +22,10 @@ impl<B: Backend> L1Only<B> {
 }
 
 impl<B: Backend> Orca for L1Only<B> {
+    fn orders_by_keys(&self) -> bool {
+        !self.l1.starts_eagerly()
+    }
+
     fn handle(&mut self, req: &Request) -> Reply {
         if let Some(resp) = answer_locally(req, &self.counters) {
             return ready(resp);

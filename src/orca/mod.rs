@@ -25,6 +25,13 @@ pub type Reply = Pin<Box<dyn Future<Output = Response> + Send>>;
 /// request of a pipelined batch, in order, and then awaits the replies.
 pub trait Orca: Send {
     fn handle(&mut self, req: &Request) -> Reply;
+
+    /// True when replies start only when polled (not in `handle`): the
+    /// connection then runs requests on different keys together and keeps
+    /// requests on one key in order.
+    fn orders_by_keys(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the orca of each new client connection.

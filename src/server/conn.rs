@@ -58,6 +58,7 @@ where
     let mut batch: Vec<(Request, Reply)> = Vec::new();
     let mut last_progress = Instant::now();
     let mut draining = *shutdown.borrow();
+    let by_keys = orca.orders_by_keys();
     loop {
         if decoder.is_none() && !buf.is_empty() {
             decoder = Some(Decoder::sniff(buf[0], settings.limits));
@@ -87,16 +88,36 @@ where
         if !batch.is_empty() {
             last_progress = Instant::now();
         }
-        for (req, reply) in batch.drain(..) {
-            let resp = reply.await;
-            counters.record(&req.cmd, &resp);
-            encode_response(&req, &resp, &mut out);
-            if out.len() >= FLUSH_AT {
-                if let Err(e) = wr.write_all(&out).await {
-                    return Closed::Io(e);
+        let (reqs, mut replies): (Vec<Request>, Vec<Option<Reply>>) = batch
+            .drain(..)
+            .map(|(req, reply)| (req, Some(reply)))
+            .unzip();
+        let mut start = 0;
+        while start < reqs.len() {
+            // Requests that start when first polled (see Backend::call) run
+            // together while they touch different keys; eager ones already
+            // run, and are awaited one by one.
+            let end = if by_keys {
+                wave_end(&reqs, start)
+            } else {
+                start + 1
+            };
+            let wave: Vec<Reply> = replies[start..end]
+                .iter_mut()
+                .filter_map(Option::take)
+                .collect();
+            let responses = join_in_order(wave).await;
+            for (i, resp) in (start..end).zip(responses) {
+                counters.record(&reqs[i].cmd, &resp);
+                encode_response(&reqs[i], &resp, &mut out);
+                if out.len() >= FLUSH_AT {
+                    if let Err(e) = wr.write_all(&out).await {
+                        return Closed::Io(e);
+                    }
+                    out.clear();
                 }
-                out.clear();
             }
+            start = end;
         }
         if let Some(e) = &fatal {
             if let Some(reply) = &e.reply {
@@ -156,4 +177,73 @@ where
             _ = shutdown.changed() => draining = true,
         }
     }
+}
+
+/// The keys a request works on; `None` for one that touches every key (a
+/// flush) or ends the connection, which must run alone.
+fn request_keys(cmd: &Command) -> Option<&[bytes::Bytes]> {
+    match cmd {
+        Command::Get { keys, .. } => Some(keys),
+        Command::GetE { key }
+        | Command::Store { key, .. }
+        | Command::Delete { key, .. }
+        | Command::Touch { key, .. }
+        | Command::Arith { key, .. }
+        | Command::Invalid(crate::protocol::Invalid::TooLarge { delete: Some(key) }) => {
+            Some(std::slice::from_ref(key))
+        }
+        Command::Flush { .. } | Command::Quit => None,
+        _ => Some(&[]),
+    }
+}
+
+/// The end (exclusive) of the run of requests from `start` that share no key
+/// and hold no barrier, so they may run at once without changing any
+/// outcome.
+fn wave_end(reqs: &[Request], start: usize) -> usize {
+    let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+    for (i, req) in reqs.iter().enumerate().skip(start) {
+        let Some(keys) = request_keys(&req.cmd) else {
+            return if i == start { i + 1 } else { i };
+        };
+        if keys.iter().any(|k| seen.contains(&k[..])) {
+            return i;
+        }
+        seen.extend(keys.iter().map(|k| &k[..]));
+    }
+    reqs.len()
+}
+
+/// Await every reply, polling them together, and give them back in order.
+async fn join_in_order(mut replies: Vec<Reply>) -> Vec<crate::protocol::Response> {
+    if replies.len() == 1 {
+        if let Some(r) = replies.pop() {
+            return vec![r.await];
+        }
+    }
+    let mut futures: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
+    let mut done: Vec<Option<crate::protocol::Response>> = vec![None; futures.len()];
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (slot, out) in futures.iter_mut().zip(done.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => {
+                        *out = Some(r);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter()
+        .map(|r| r.unwrap_or(crate::protocol::Response::Nothing))
+        .collect()
 }
