@@ -1,7 +1,9 @@
 //! Differential test (DESIGN §2, §8): one seeded random stream of text and
 //! binary commands goes, in lockstep, to memcached 1.6.18 directly (the
 //! reference, "A") and to rend `--orca l1-only` in front of a second memcached
-//! started with the same flags ("B"). Every reply must match the reference
+//! started with the same flags ("B"); also with rend `--chunked` and
+//! `--chunked --chunk-size 8` (then a short prologue of values around
+//! memcached's item limit runs first). Every reply must match the reference
 //! byte for byte, except that cas values are compared by pattern (a bijection
 //! between A's cas values and rend's), and except for the requests matched by
 //! the allow-list below, which is the executable form of DESIGN §2's list of
@@ -39,7 +41,8 @@ use rand::{Rng, SeedableRng};
 // This is a closed list (DESIGN §2): a request matched by none of these
 // predicates must get exactly the reference's reply (cas values by pattern),
 // and any other divergence fails the test. Each predicate is a test on the
-// request bytes alone, names the DESIGN §2 bullet it stands for, says how the
+// request bytes alone (AboveMemcachedLimit also on the stream's bound on the
+// value a key holds), names the DESIGN §2 bullet it stands for, says how the
 // test treats a matching request (`Handling`), and says what rend must answer
 // instead (`Allowed::check_rend`). When several match, the first in
 // `Allowed::ALL` names the request.

@@ -17,7 +17,9 @@
 //! next write or delete of its key.
 //!
 //! Keys whose internal names would pass memcached's 250 bytes (client keys
-//! over 240 bytes) are stored under `#` and the hex MD5 of the key.
+//! over 240 bytes) are stored under a 241-byte name: the key's first 208
+//! bytes, `#`, and the hex MD5 of the key. Being longer than any plain name,
+//! it never aliases a plain key.
 //!
 //! The cas of a chunked value is the cas memcached gives its metadata item:
 //! new on every write (every write rewrites the metadata), unchanged by touch
@@ -53,6 +55,10 @@ pub const TOKEN_LEN: usize = 16;
 pub const DEFAULT_CHUNK_BASE: usize = 1097;
 /// Client keys longer than this are stored under a hashed name.
 const MAX_PLAIN_KEY: usize = 240;
+/// Hashed names are one byte longer than any plain name, so the two can
+/// never meet: a prefix of the key, `#`, and the key's MD5 in hex. With
+/// `-meta` that is 246 bytes; chunk numbers may have 8 digits.
+const HASHED_PREFIX: usize = MAX_PLAIN_KEY + 1 - 33;
 const THIRTY_DAYS: i64 = 60 * 60 * 24 * 30;
 
 #[derive(Clone, Debug)]
@@ -154,12 +160,13 @@ pub fn base_key(key: &[u8]) -> Bytes {
         return Bytes::copy_from_slice(key);
     }
     let digest = Md5::digest(key);
-    let mut s = String::with_capacity(33);
-    s.push('#');
-    for b in digest {
-        s.push_str(&format!("{b:02x}"));
+    let mut b = BytesMut::with_capacity(MAX_PLAIN_KEY + 1);
+    b.put_slice(&key[..HASHED_PREFIX]);
+    b.put_u8(b'#');
+    for byte in digest {
+        b.put_slice(format!("{byte:02x}").as_bytes());
     }
-    Bytes::from(s)
+    b.freeze()
 }
 
 pub fn meta_key(base: &[u8]) -> Bytes {
@@ -578,7 +585,9 @@ impl<B: Backend + Clone> Chunked<B> {
                 let _guard = self.lock_write(std::slice::from_ref(&key)).await;
                 match self.read_one(&key).await? {
                     Found::Hit { value: old, meta } => {
-                        let Some(current) = parse_u64(&old.data) else {
+                        // memcached reads the value as a C string: a NUL ends it.
+                        let text = old.data.split(|&b| b == 0).next().unwrap_or(&[]);
+                        let Some(current) = parse_u64(text) else {
                             return Ok(Response::Error(ErrorReply::NonNumeric));
                         };
                         let new = if incr {
@@ -602,14 +611,16 @@ impl<B: Backend + Clone> Chunked<B> {
                             other => Ok(other),
                         }
                     }
-                    _ => match create {
-                        // Binary incr with an initial value creates the key.
+                    found => match create {
+                        // Binary incr with an initial value creates the key
+                        // (over a broken value too: it is absent).
                         Some((initial, exptime)) => {
                             let digits = initial.to_string().into_bytes();
-                            match self
-                                .write(&key, 0, absolute(exptime), &digits, MetaWrite::Add)
-                                .await?
-                            {
+                            let how = match found {
+                                Found::Invalid { meta_cas } => MetaWrite::Cas(meta_cas),
+                                _ => MetaWrite::Add,
+                            };
+                            match self.write(&key, 0, absolute(exptime), &digits, how).await? {
                                 Response::Stored { cas } => Ok(Response::Numeric {
                                     value: initial,
                                     cas,
@@ -734,8 +745,8 @@ mod tests {
         assert_eq!(&chunk_key(b"foo", 12)[..], b"foo-12");
         assert_eq!(&base_key(&[b'k'; 240])[..], &[b'k'; 240][..]);
         let long = base_key(&[b'k'; 250]);
-        assert_eq!(long.len(), 33);
-        assert!(long.starts_with(b"#"));
+        assert_eq!(long.len(), MAX_PLAIN_KEY + 1);
+        assert_eq!(long[HASHED_PREFIX], b'#');
         assert_ne!(long, base_key(&[b'j'; 250]));
     }
 

@@ -199,7 +199,7 @@ impl Backend for Lane {
         let rx = self.submit(out.freeze(), Expect::UntilNoop, noop);
         let lane = self.clone();
         Box::pin(async move {
-            let packets = lane.wait(rx?).await?;
+            let packets = lane.wait(rx?, cmds.len()).await?;
             let mut replies: Vec<Option<Response>> = vec![None; cmds.len()];
             for p in &packets {
                 let i = p.opaque.wrapping_sub(base) as usize;
@@ -247,7 +247,7 @@ impl Backend for Lane {
         if conn.tx.send(submit).is_err() {
             return Box::pin(std::future::ready(Err(BackendError::Unavailable(Tier::L1))));
         }
-        let timeout = self.pool.opts.timeout;
+        let timeout = batch_timeout(self.pool.opts.timeout, cmd_keys(cmd));
         let shape = encoded.shape;
         Box::pin(async move {
             match tokio::time::timeout(timeout, rx).await {
@@ -293,8 +293,9 @@ impl Lane {
     async fn wait(
         &self,
         rx: oneshot::Receiver<Result<Vec<Packet>, BackendError>>,
+        packets: usize,
     ) -> Result<Vec<Packet>, BackendError> {
-        match tokio::time::timeout(self.pool.opts.timeout, rx).await {
+        match tokio::time::timeout(batch_timeout(self.pool.opts.timeout, packets), rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(BackendError::Unavailable(Tier::L1)),
             Err(_) => {
@@ -341,6 +342,20 @@ fn quiet_packet(cmd: &Command, opaque: u32, out: &mut BytesMut) -> Option<bool> 
             Some(false)
         }
         _ => None,
+    }
+}
+
+/// The timeout of a request of `packets` packets: a batch of many (a
+/// chunked value's 100,000 chunks, a 10,000-key get) gets time in proportion,
+/// 20 µs a packet on top of the per-request timeout.
+fn batch_timeout(timeout: Duration, packets: usize) -> Duration {
+    timeout + Duration::from_micros(20).saturating_mul(u32::try_from(packets).unwrap_or(u32::MAX))
+}
+
+fn cmd_keys(cmd: &Command) -> usize {
+    match cmd {
+        Command::Get { keys, .. } => keys.len(),
+        _ => 1,
     }
 }
 
