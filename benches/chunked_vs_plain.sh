@@ -49,29 +49,7 @@ user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
 duration=4
 keylen=12
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Two consecutive ports nothing listens on, below the ephemeral range.
-free_port() {
-    local p
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 12000))
-        (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/$((p + 1))) 2>/dev/null \
-            || { echo $p; return 0; }
-    done
-    echo "no free port" >&2; return 1
-}
-wait_port() {
-    for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done
-    echo "nothing listening on port $1" >&2; return 1
-}
+source benches/common.sh
 stop() { # stop PID: end a process this script started, and forget it
     kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
     local keep=() q; for q in "${pids[@]}"; do [ "$q" = "$1" ] || keep+=("$q"); done; pids=("${keep[@]}")
