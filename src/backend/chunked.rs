@@ -60,6 +60,8 @@ const MAX_PLAIN_KEY: usize = 240;
 /// `-meta` that is 246 bytes; chunk numbers may have 8 digits.
 const HASHED_PREFIX: usize = MAX_PLAIN_KEY + 1 - 33;
 const THIRTY_DAYS: i64 = 60 * 60 * 24 * 30;
+/// Attempts of a read-modify-write that loses its cas to another writer.
+const RMW_TRIES: u32 = 100;
 
 #[derive(Clone, Debug)]
 pub struct ChunkedOptions {
@@ -470,6 +472,140 @@ impl<B: Backend + Clone> Chunked<B> {
         let _ = self.inner.call_many(cmds).await;
     }
 
+    /// Without key locks another writer may be between its metadata and its
+    /// chunks, which reads as a broken value for a moment: true (after a
+    /// short pause) when that is possible and worth reading again.
+    async fn mid_write_possible(&self) -> bool {
+        if self.locks.is_some() {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        true
+    }
+
+    /// After losing a cas: wait a random while, longer each time, so that
+    /// writers racing on one key spread out instead of colliding again.
+    async fn back_off(attempt: u32) {
+        let ceiling_us = 100u64 << attempt.min(6);
+        let wait = rand::random::<u64>() % ceiling_us;
+        tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
+    }
+
+    /// append/prepend: verify, join, write guarded by the metadata's cas.
+    /// Losing the cas to another writer (a second rend on this memcached, or
+    /// key locks off) retries on the new value.
+    async fn append(
+        &self,
+        key: &Bytes,
+        append: bool,
+        cas: u64,
+        value: &[u8],
+    ) -> Result<Response, BackendError> {
+        for attempt in 0..RMW_TRIES {
+            if attempt > 0 {
+                Self::back_off(attempt).await;
+            }
+            let (old, meta) = match self.read_one(key).await? {
+                Found::Hit { value, meta } => (value, meta),
+                Found::Invalid { .. } if self.mid_write_possible().await => continue,
+                _ => return Ok(Response::NotStored),
+            };
+            if cas != 0 && cas != old.cas {
+                return Ok(Response::Exists);
+            }
+            let total = old.data.len() + value.len();
+            if total > self.opts.max_value {
+                return Ok(Response::NotStored);
+            }
+            let mut joined = BytesMut::with_capacity(total);
+            if append {
+                joined.put_slice(&old.data);
+                joined.put_slice(value);
+            } else {
+                joined.put_slice(value);
+                joined.put_slice(&old.data);
+            }
+            let expiry = i64::from(meta.expiry);
+            match self
+                .write(key, meta.flags, expiry, &joined, MetaWrite::Cas(old.cas))
+                .await?
+            {
+                Response::Exists => continue,
+                Response::NotFound => return Ok(Response::NotStored),
+                other => return Ok(other),
+            }
+        }
+        Ok(busy())
+    }
+
+    /// incr/decr with memcached's arithmetic, written like `append`.
+    async fn arith(
+        &self,
+        key: &Bytes,
+        incr: bool,
+        delta: u64,
+        create: Option<(u64, i64)>,
+    ) -> Result<Response, BackendError> {
+        for attempt in 0..RMW_TRIES {
+            if attempt > 0 {
+                Self::back_off(attempt).await;
+            }
+            let (old, meta) = match self.read_one(key).await? {
+                Found::Hit { value, meta } => (value, meta),
+                Found::Invalid { .. } if self.mid_write_possible().await => continue,
+                found => {
+                    // Binary incr with an initial value creates the key
+                    // (over a broken value too: it is absent).
+                    let Some((initial, exptime)) = create else {
+                        return Ok(Response::NotFound);
+                    };
+                    let digits = initial.to_string().into_bytes();
+                    let how = match found {
+                        Found::Invalid { meta_cas } => MetaWrite::Cas(meta_cas),
+                        _ => MetaWrite::Add,
+                    };
+                    match self.write(key, 0, absolute(exptime), &digits, how).await? {
+                        Response::Stored { cas } => {
+                            return Ok(Response::Numeric {
+                                value: initial,
+                                cas,
+                            })
+                        }
+                        Response::Exists | Response::NotStored | Response::NotFound => continue,
+                        other => return Ok(other),
+                    }
+                }
+            };
+            // memcached reads the value as a C string: a NUL ends it.
+            let text = old.data.split(|&b| b == 0).next().unwrap_or(&[]);
+            let Some(current) = parse_u64(text) else {
+                return Ok(Response::Error(ErrorReply::NonNumeric));
+            };
+            let new = if incr {
+                current.wrapping_add(delta)
+            } else {
+                current.saturating_sub(delta)
+            };
+            let mut digits = new.to_string().into_bytes();
+            // memcached rewrites in place, padding with spaces, when the new
+            // number is no longer than the old value.
+            if digits.len() < old.data.len() {
+                digits.resize(old.data.len(), b' ');
+            }
+            let expiry = i64::from(meta.expiry);
+            match self
+                .write(key, meta.flags, expiry, &digits, MetaWrite::Cas(old.cas))
+                .await?
+            {
+                Response::Stored { cas } => return Ok(Response::Numeric { value: new, cas }),
+                Response::Exists => continue,
+                Response::NotFound => return Ok(Response::NotFound),
+                other => return Ok(other),
+            }
+        }
+        Ok(busy())
+    }
+
     async fn run(&self, cmd: Command) -> Result<Response, BackendError> {
         match cmd {
             Command::Get { keys, touch } => {
@@ -546,34 +682,10 @@ impl<B: Backend + Clone> Chunked<B> {
                         }
                         _ => Ok(Response::NotFound),
                     },
-                    StoreMode::Append | StoreMode::Prepend => match self.read_one(&key).await? {
-                        Found::Hit { value: old, meta } => {
-                            if cas != 0 && cas != old.cas {
-                                return Ok(Response::Exists);
-                            }
-                            let total = old.data.len() + value.len();
-                            if total > self.opts.max_value {
-                                return Ok(Response::NotStored);
-                            }
-                            let mut joined = BytesMut::with_capacity(total);
-                            if mode == StoreMode::Append {
-                                joined.put_slice(&old.data);
-                                joined.put_slice(&value);
-                            } else {
-                                joined.put_slice(&value);
-                                joined.put_slice(&old.data);
-                            }
-                            let expiry = i64::from(meta.expiry);
-                            match self
-                                .write(&key, meta.flags, expiry, &joined, MetaWrite::Cas(old.cas))
-                                .await?
-                            {
-                                Response::Exists | Response::NotFound => Ok(Response::NotStored),
-                                other => Ok(other),
-                            }
-                        }
-                        _ => Ok(Response::NotStored),
-                    },
+                    StoreMode::Append | StoreMode::Prepend => {
+                        self.append(&key, mode == StoreMode::Append, cas, &value)
+                            .await
+                    }
                 }
             }
             Command::Arith {
@@ -583,54 +695,7 @@ impl<B: Backend + Clone> Chunked<B> {
                 create,
             } => {
                 let _guard = self.lock_write(std::slice::from_ref(&key)).await;
-                match self.read_one(&key).await? {
-                    Found::Hit { value: old, meta } => {
-                        // memcached reads the value as a C string: a NUL ends it.
-                        let text = old.data.split(|&b| b == 0).next().unwrap_or(&[]);
-                        let Some(current) = parse_u64(text) else {
-                            return Ok(Response::Error(ErrorReply::NonNumeric));
-                        };
-                        let new = if incr {
-                            current.wrapping_add(delta)
-                        } else {
-                            current.saturating_sub(delta)
-                        };
-                        let mut digits = new.to_string().into_bytes();
-                        // memcached rewrites in place, padding with spaces,
-                        // when the new number is no longer than the old value.
-                        if digits.len() < old.data.len() {
-                            digits.resize(old.data.len(), b' ');
-                        }
-                        let expiry = i64::from(meta.expiry);
-                        match self
-                            .write(&key, meta.flags, expiry, &digits, MetaWrite::Cas(old.cas))
-                            .await?
-                        {
-                            Response::Stored { cas } => Ok(Response::Numeric { value: new, cas }),
-                            Response::Exists | Response::NotFound => Ok(Response::NotFound),
-                            other => Ok(other),
-                        }
-                    }
-                    found => match create {
-                        // Binary incr with an initial value creates the key
-                        // (over a broken value too: it is absent).
-                        Some((initial, exptime)) => {
-                            let digits = initial.to_string().into_bytes();
-                            let how = match found {
-                                Found::Invalid { meta_cas } => MetaWrite::Cas(meta_cas),
-                                _ => MetaWrite::Add,
-                            };
-                            match self.write(&key, 0, absolute(exptime), &digits, how).await? {
-                                Response::Stored { cas } => Ok(Response::Numeric {
-                                    value: initial,
-                                    cas,
-                                }),
-                                other => Ok(other),
-                            }
-                        }
-                        None => Ok(Response::NotFound),
-                    },
-                }
+                self.arith(&key, incr, delta, create).await
             }
             Command::Delete { key, cas } => {
                 let _guard = self.lock_write(std::slice::from_ref(&key)).await;
@@ -705,6 +770,13 @@ impl<B: Backend + Clone> Chunked<B> {
             other => self.inner.call(&other).await,
         }
     }
+}
+
+/// A read-modify-write that kept losing its cas to other writers.
+fn busy() -> Response {
+    Response::Error(ErrorReply::Server(Bytes::from_static(
+        b"value changed by other writers too often; try again",
+    )))
 }
 
 fn first_failure(replies: &[Response]) -> Option<Response> {
