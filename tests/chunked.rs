@@ -1374,3 +1374,75 @@ fn binary_incr_with_initial_creates_over_a_broken_value() {
         assert_eq!(get(&mut c, &key), Some((0, b"42".to_vec())));
     }
 }
+
+/// incr/decr/append/prepend keep the item's expiry as touch or gat last set
+/// it, as memcached does: the same script on a memcached and on rend, then
+/// (after a control key set last with the same TTL has expired) the same
+/// survivors.
+#[test]
+fn read_modify_write_keeps_the_touched_expiry() {
+    let reference = Memcached::start();
+    let mc = Memcached::start();
+    let rend = Rend::start(&mc, &["--chunked"]);
+    // memcached 1.6.18 expires relative exptimes of 1-2 s at once (its clock
+    // runs behind): 3 s is the shortest that lives.
+    let script: &[&[u8]] = &[
+        // No expiry, touched to 3 s, then incremented: gone with the control.
+        b"set never 0 0 1\r\n5\r\n",
+        b"touch never 3\r\n",
+        b"incr never 1\r\n",
+        // 3 s, touched to never, then appended: survives the control.
+        b"set brief 0 3 1\r\n5\r\n",
+        b"touch brief 0\r\n",
+        b"append brief 0 0 1\r\nx\r\n",
+        // 3 s, gat to never, then prepended: survives.
+        b"set gatted 0 3 1\r\n5\r\n",
+        b"gat 0 gatted\r\n",
+        b"prepend gatted 0 0 1\r\nx\r\n",
+        // 3 s, touched to never, then decremented: survives.
+        b"set counted 0 3 2\r\n10\r\n",
+        b"touch counted 0\r\n",
+        b"decr counted 1\r\n",
+        b"set control 0 3 1\r\nc\r\n",
+    ];
+    let done =
+        |b: &[u8]| b.ends_with(b"\r\n") && !b.starts_with(b"VALUE") || b.ends_with(b"END\r\n");
+    let (mut a, mut r) = (reference.connect(), rend.connect());
+    for req in script {
+        a.send(req);
+        let ra = a.read_until_with(done);
+        r.send(req);
+        let rr = r.read_until_with(done);
+        assert!(
+            ra == rr,
+            "{}: memcached {} rend {}",
+            show(req),
+            show(&ra),
+            show(&rr)
+        );
+    }
+    for (name, conn) in [("memcached", &mut a), ("rend", &mut r)] {
+        assert!(
+            eventually(Duration::from_secs(6), || get(conn, b"control").is_none()),
+            "{name}: the control key did not expire"
+        );
+    }
+    let survivors = |c: &mut Conn| {
+        c.send(b"get never brief gatted counted\r\n");
+        read_values(c)
+            .into_iter()
+            .map(|v| (String::from_utf8_lossy(&v.key).into_owned(), v.data))
+            .collect::<Vec<_>>()
+    };
+    let want = survivors(&mut a);
+    assert_eq!(
+        want.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["brief", "gatted", "counted"],
+        "memcached's own survivors"
+    );
+    assert_eq!(
+        survivors(&mut r),
+        want,
+        "rend's survivors differ from memcached's"
+    );
+}

@@ -107,6 +107,9 @@ fn embedded_memcached_dies_with_a_killed_rend() {
             .next()
             .unwrap_or("");
         let path = path.trim_end_matches(|c: char| !c.is_ascii_graphic());
-        assert!(std::os::unix::net::UnixStream::connect(Path::new(path)).is_err());
+        wait_for(Duration::from_secs(5), || {
+            std::os::unix::net::UnixStream::connect(Path::new(path)).is_err()
+        })
+        .expect("nothing serves the embedded memcached's socket any more");
     }
 }

@@ -25,9 +25,9 @@
 //! new on every write (every write rewrites the metadata), unchanged by touch
 //! and gat (memcached's touch keeps an item's cas). Because touch must not
 //! change the cas, it does not rewrite the metadata's expiry field, which
-//! therefore records the expiry given at write time; rend relies on
-//! memcached's own expiry of the items, which touch and gat move for the
-//! metadata and every chunk alike.
+//! therefore records the expiry given at write time; touch and gat move
+//! memcached's expiry of the metadata and every chunk alike, and record the
+//! new expiry in `<key>-ttl` (see [`ttl_key`]) for read-modify-write to keep.
 //!
 //! Round trips: reads take two (metadata, then every chunk with keys echoed,
 //! pipelined), a set one (metadata and quiet chunk sets in one pipeline), an
@@ -178,6 +178,24 @@ pub fn meta_key(base: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// `<key>-ttl`: written by touch and gat, the expiry they set (4 bytes)
+/// after the token of the value they touched. Read-modify-write keeps that
+/// expiry, as memcached keeps an item's; the metadata's own expiry field
+/// cannot move, since rewriting the metadata would change the cas.
+pub fn ttl_key(base: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(base.len() + 4);
+    b.put_slice(base);
+    b.put_slice(b"-ttl");
+    b.freeze()
+}
+
+fn ttl_record(token: &[u8; TOKEN_LEN], expiry: i64) -> Bytes {
+    let mut b = BytesMut::with_capacity(TOKEN_LEN + 4);
+    b.put_slice(token);
+    b.put_u32(u32::try_from(expiry.max(0)).unwrap_or(u32::MAX));
+    b.freeze()
+}
+
 pub fn chunk_key(base: &[u8], i: usize) -> Bytes {
     let mut b = BytesMut::with_capacity(base.len() + 8);
     b.put_slice(base);
@@ -264,9 +282,17 @@ impl<B: Backend + Clone> Chunked<B> {
 
     /// Read and verify `keys` (touching every item when `touch` is given):
     /// two pipelined round trips whatever the chunk count.
-    async fn read(&self, keys: &[Bytes], touch: Option<i64>) -> Result<Vec<Found>, BackendError> {
+    async fn read(
+        &self,
+        keys: &[Bytes],
+        touch: Option<i64>,
+        with_ttl: bool,
+    ) -> Result<Vec<Found>, BackendError> {
         let bases: Vec<Bytes> = keys.iter().map(|k| base_key(k)).collect();
         let mut meta_keys: Vec<Bytes> = bases.iter().map(|b| meta_key(b)).collect();
+        if with_ttl {
+            meta_keys.extend(bases.iter().map(|b| ttl_key(b)));
+        }
         meta_keys.sort();
         meta_keys.dedup();
         let touch = touch.map(absolute);
@@ -281,10 +307,28 @@ impl<B: Backend + Clone> Chunked<B> {
             Response::Values(v) => v,
             other => return Err(unexpected(other)),
         };
-        let metas: HashMap<Bytes, (Option<Meta>, u64)> = metas
+        let mut ttls: HashMap<Bytes, Bytes> = HashMap::new();
+        let mut metas: HashMap<Bytes, (Option<Meta>, u64)> = metas
             .into_iter()
-            .map(|v| (v.key.clone(), (Meta::decode(&v.data), v.cas)))
+            .filter_map(|v| {
+                if with_ttl && v.key.ends_with(b"-ttl") {
+                    ttls.insert(v.key, v.data);
+                    return None;
+                }
+                Some((v.key.clone(), (Meta::decode(&v.data), v.cas)))
+            })
             .collect();
+        // A touch's expiry stands while the value it touched does.
+        for base in &bases {
+            let Some(ttl) = ttls.get(&ttl_key(base)) else {
+                continue;
+            };
+            if let Some((Some(meta), _)) = metas.get_mut(&meta_key(base)) {
+                if ttl.len() == TOKEN_LEN + 4 && ttl[..TOKEN_LEN] == meta.token {
+                    meta.expiry = u32::from_be_bytes([ttl[16], ttl[17], ttl[18], ttl[19]]);
+                }
+            }
+        }
         // Every chunk of every valid metadata, in one pipeline.
         let mut chunk_keys = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -372,7 +416,7 @@ impl<B: Backend + Clone> Chunked<B> {
     }
 
     async fn read_one(&self, key: &Bytes) -> Result<Found, BackendError> {
-        let mut found = self.read(std::slice::from_ref(key), None).await?;
+        let mut found = self.read(std::slice::from_ref(key), None, true).await?;
         Ok(found.pop().unwrap_or(Found::Absent))
     }
 
@@ -614,7 +658,26 @@ impl<B: Backend + Clone> Chunked<B> {
                 } else {
                     self.lock_read(&keys).await
                 };
-                let found = self.read(&keys, touch).await?;
+                let found = self.read(&keys, touch, false).await?;
+                if let Some(exptime) = touch.map(absolute).filter(|&e| e >= 0) {
+                    let records: Vec<Command> = found
+                        .iter()
+                        .filter_map(|f| match f {
+                            Found::Hit { value, meta } => Some(Command::Store {
+                                mode: StoreMode::Set,
+                                key: ttl_key(&base_key(&value.key)),
+                                flags: 0,
+                                exptime,
+                                cas: 0,
+                                value: ttl_record(&meta.token, exptime),
+                            }),
+                            _ => None,
+                        })
+                        .collect();
+                    if !records.is_empty() {
+                        self.inner.call_many(records).await?;
+                    }
+                }
                 Ok(Response::Values(
                     found
                         .into_iter()
@@ -750,9 +813,21 @@ impl<B: Backend + Clone> Chunked<B> {
                             key: chunk_key(&base, i),
                             exptime,
                         }));
+                        let touched = cmds.len();
+                        if exptime >= 0 {
+                            cmds.push(Command::Store {
+                                mode: StoreMode::Set,
+                                key: ttl_key(&base),
+                                flags: 0,
+                                exptime,
+                                cas: 0,
+                                value: ttl_record(&meta.token, exptime),
+                            });
+                        }
                         let replies = self.inner.call_many(cmds).await?;
                         if replies
                             .iter()
+                            .take(touched)
                             .all(|r| matches!(r, Response::Touched { .. }))
                         {
                             Ok(Response::Touched {
