@@ -47,7 +47,7 @@ wait "$m"
 /// closes a child's stdin, so the pipe is held apart from the child.
 struct Running {
     child: Child,
-    _pipe: Option<tokio::process::ChildStdin>,
+    pipe: Option<tokio::process::ChildStdin>,
 }
 
 fn spawn(opts: &EmbeddedOptions, socket: &Path) -> std::io::Result<Running> {
@@ -73,7 +73,7 @@ fn spawn(opts: &EmbeddedOptions, socket: &Path) -> std::io::Result<Running> {
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
     let pipe = child.stdin.take();
-    Ok(Running { child, _pipe: pipe })
+    Ok(Running { child, pipe })
 }
 
 impl Embedded {
@@ -154,7 +154,12 @@ async fn supervise(
                 tracing::warn!(tier = "L1", "embedded memcached exited ({status:?}); restarting");
             }
             _ = stop.changed() => {
-                let _ = running.child.kill().await;
+                // Closing the pipe makes the wrapper stop memcached (SIGTERM)
+                // and exit once it has; kill only if that hangs.
+                drop(running.pipe.take());
+                if tokio::time::timeout(Duration::from_secs(5), running.child.wait()).await.is_err() {
+                    let _ = running.child.kill().await;
+                }
                 return;
             }
         }
