@@ -844,20 +844,6 @@ fn items_present(m: &mut Conn, key: &[u8], chunks: usize) -> Vec<bool> {
     out
 }
 
-/// Poll until `f` holds, at most `within`.
-fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn expiry_reaches_every_item() {
     let mc = Memcached::start();
@@ -883,14 +869,15 @@ fn expiry_reaches_every_item() {
 
     let t0 = Instant::now();
     assert!(
-        eventually(Duration::from_secs(5), || get(&mut c, b"expires").is_none()),
+        common::wait_for(Duration::from_secs(5), || get(&mut c, b"expires").is_none()).is_ok(),
         "a value set with exptime 2 still served after 5 s"
     );
     let expired_after = t0.elapsed();
     assert!(
-        eventually(Duration::from_secs(2), || items_present(
+        common::wait_for(Duration::from_secs(2), || items_present(
             &mut m, b"expires", 3
-        ) == vec![false; 4]),
+        ) == vec![false; 4])
+        .is_ok(),
         "memcached still holds items of an expired value: {:?}",
         items_present(&mut m, b"expires", 3)
     );
@@ -1423,7 +1410,7 @@ fn read_modify_write_keeps_the_touched_expiry() {
     }
     for (name, conn) in [("memcached", &mut a), ("rend", &mut r)] {
         assert!(
-            eventually(Duration::from_secs(6), || get(conn, b"control").is_none()),
+            common::wait_for(Duration::from_secs(6), || get(conn, b"control").is_none()).is_ok(),
             "{name}: the control key did not expire"
         );
     }
