@@ -8,11 +8,15 @@ use crate::backend::chunked::{ChunkStats, Chunked, ChunkedOptions};
 use crate::backend::embedded::{Embedded, EmbeddedOptions};
 use crate::backend::locks::KeyLocks;
 use crate::backend::memcached::{L1Addr, L1Options, MemcachedL1};
-use crate::config::{Config, OrcaKind};
+use crate::backend::rocksdb::{L2Options, OpenError, L2};
+use crate::backend::Backend;
+use crate::config::{BatchListen, Config, OrcaKind};
 use crate::metrics::Counters;
-use crate::orca::{L1Only, Orca, OrcaFactory};
+use crate::orca::two_tier::{Shared, L1_HEADER};
+use crate::orca::{l1_l2, l1_l2_batch, L1Only, Orca, OrcaFactory};
 use crate::protocol::Limits;
-use crate::server::{self, ConnSettings, Listener, ServerSettings};
+use crate::server::{self, ConnSettings, ListenAddr, Listener, ServerSettings};
+use tokio::sync::watch;
 
 /// Why rend could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,8 @@ pub enum StartError {
     },
     #[error("cannot start the embedded memcached: {0}")]
     Embedded(std::io::Error),
+    #[error("{0}")]
+    L2(#[from] OpenError),
 }
 
 /// Run the proxy until `shutdown` completes.
@@ -31,26 +37,54 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let listener = Listener::bind(&config.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: format!("{:?}", config.listen),
-            source,
-        })?;
+    let bind = |addr: ListenAddr| async move {
+        Listener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: format!("{addr:?}"),
+                source,
+            })
+    };
+    let listener = bind(config.listen.clone()).await?;
+    let two_tier = config.orca == OrcaKind::L1L2;
+    let batch_listener = match (&config.batch_listen, two_tier) {
+        (BatchListen::At(addr), true) => Some(bind(addr.clone()).await?),
+        _ => None,
+    };
+
+    // L2 first: a second rend on the same directory stops here, before it
+    // starts a memcached.
+    let l2 = if two_tier {
+        Some(
+            L2::open(&L2Options {
+                path: config.l2_path.clone(),
+                cache_mb: config.l2_cache_mb,
+                max_bytes: config.l2_max_bytes,
+                durability: config.l2_durability,
+                max_value: config.max_item_size(),
+            })
+            .map_err(StartError::L2)?,
+        )
+    } else {
+        None
+    };
 
     let (l1_addr, embedded) = match &config.l1 {
         Some(addr) => (addr.clone(), None),
         None => {
+            // Chunk items are small; otherwise memcached must hold the
+            // largest value (with the two-tier cas header).
+            let item_size = if config.chunked {
+                1 << 20
+            } else if two_tier {
+                embedded_item_size(config.max_item_size() + L1_HEADER)
+            } else {
+                embedded_item_size(config.max_item_size())
+            };
             let e = Embedded::start(EmbeddedOptions {
                 program: config.memcached.clone(),
                 memory_mb: config.l1_memory_mb,
-                // Chunk items are small; otherwise memcached must hold the
-                // largest value.
-                item_size: if config.chunked {
-                    1 << 20
-                } else {
-                    embedded_item_size(config.max_item_size())
-                },
+                item_size,
             })
             .await
             .map_err(StartError::Embedded)?;
@@ -77,7 +111,7 @@ pub async fn run(
         (
             Arc::new(ChunkedOptions {
                 chunk_size: config.chunk_size.map(|c| c as usize),
-                max_value: config.max_item_size(),
+                max_value: config.max_item_size() + if two_tier { L1_HEADER } else { 0 },
             }),
             Arc::new(ChunkStats::default()),
         )
@@ -85,17 +119,32 @@ pub async fn run(
     if let Some((_, stats)) = &chunking {
         let _ = counters.chunks.set(stats.clone());
     }
-    let make_orca: OrcaFactory = match (config.orca, chunking) {
-        (OrcaKind::L1Only, None) => {
+    let (make_orca, make_batch): (OrcaFactory, Option<OrcaFactory>) = match (l2.clone(), chunking) {
+        (None, None) => {
             let counters = counters.clone();
-            Arc::new(move || Box::new(L1Only::new(l1.lane(), counters.clone())) as Box<dyn Orca>)
+            (
+                Arc::new(move || {
+                    Box::new(L1Only::new(l1.lane(), counters.clone())) as Box<dyn Orca>
+                }),
+                None,
+            )
         }
-        (OrcaKind::L1Only, Some((opts, stats))) => {
+        (None, Some((opts, stats))) => {
             let counters = counters.clone();
-            Arc::new(move || {
-                let l1 = Chunked::new(l1.lane(), opts.clone(), locks.clone(), stats.clone());
-                Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
-            })
+            (
+                Arc::new(move || {
+                    let l1 = Chunked::new(l1.lane(), opts.clone(), locks.clone(), stats.clone());
+                    Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
+                }),
+                None,
+            )
+        }
+        (Some(l2), None) => two_tier_factories(l1.keyed(), l2, &config, &counters),
+        (Some(l2), Some((opts, stats))) => {
+            // The chunked layer's own locks are a separate set from the
+            // policy's: the policy holds a key's stripe while it calls L1.
+            let l1 = Chunked::new(l1.keyed(), opts, locks, stats);
+            two_tier_factories(l1, l2, &config, &counters)
         }
     };
 
@@ -114,6 +163,9 @@ pub async fn run(
         orca = ?config.orca,
         l1 = %l1_addr,
         l1_conns = config.l1_conns,
+        l2_path = ?two_tier.then_some(&config.l2_path),
+        l2_max_bytes = ?config.l2_max_bytes,
+        l2_durability = ?config.l2_durability,
         max_conns = config.max_conns,
         max_item_size = config.max_item_size(),
         chunked = config.chunked,
@@ -123,22 +175,69 @@ pub async fn run(
         crate::metrics::VERSION
     );
     tracing::info!("listening on {}", listener.local_addr());
+    if let Some(b) = &batch_listener {
+        tracing::info!("batch port (l1-l2-batch) listening on {}", b.local_addr());
+    }
 
-    server::run(
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let grace = Duration::from_secs(config.shutdown_grace);
+    let main = server::run(
         listener,
-        settings,
-        counters,
+        settings.clone(),
+        counters.clone(),
         make_orca,
-        shutdown,
-        Duration::from_secs(config.shutdown_grace),
-    )
-    .await;
+        stopped(stop_rx.clone()),
+        grace,
+    );
+    let batch = async {
+        if let (Some(listener), Some(make)) = (batch_listener, make_batch) {
+            server::run(listener, settings, counters, make, stopped(stop_rx), grace).await;
+        }
+    };
+    let signal = async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::select! {
+        _ = async { tokio::join!(main, batch) } => {}
+        _ = async { signal.await; std::future::pending::<()>().await } => {}
+    }
 
+    if let Some(l2) = l2 {
+        l2.close();
+    }
     if let Some(e) = embedded {
         e.shutdown().await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The main port's and the batch port's orcas over one shared state: one
+/// set of key locks and one record of which L1 copies to distrust.
+fn two_tier_factories<B1: Backend + Clone>(
+    l1: B1,
+    l2: L2,
+    config: &Config,
+    counters: &Arc<Counters>,
+) -> (OrcaFactory, Option<OrcaFactory>) {
+    let shared = Shared::new(
+        l1,
+        l2,
+        KeyLocks::new(config.lock_stripes as usize),
+        config.locked(),
+        counters.clone(),
+    );
+    let batch = shared.clone();
+    (
+        Arc::new(move || Box::new(l1_l2::orca(shared.clone())) as Box<dyn Orca>),
+        Some(Arc::new(move || {
+            Box::new(l1_l2_batch::orca(batch.clone())) as Box<dyn Orca>
+        })),
+    )
 }
 
 /// memcached's `-I` for a largest value: its 1 MiB default up to what that

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::backend::memcached::L1Addr;
+use crate::backend::rocksdb::Durability;
 use crate::protocol::DEFAULT_MAX_VALUE;
 use crate::server::ListenAddr;
 
@@ -13,10 +14,15 @@ use crate::server::ListenAddr;
 pub enum OrcaKind {
     /// Every request goes to memcached (L1) alone.
     L1Only,
+    /// L2 (RocksDB) is the source of truth, L1 (memcached) the hot subset;
+    /// a second listener (--batch-listen) serves l1-l2-batch.
+    #[value(name = "l1-l2")]
+    L1L2,
 }
 
 /// rend: a memcached proxy. With no flags it starts its own memcached on a
-/// private unix socket and serves on 127.0.0.1:11211.
+/// private unix socket as L1, keeps L2 in RocksDB under ./rend-data, and
+/// serves l1-l2 on 127.0.0.1:11211 and l1-l2-batch on 127.0.0.1:11212.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "rend", version = crate::metrics::VERSION)]
 pub struct Config {
@@ -47,8 +53,31 @@ pub struct Config {
     pub memcached: String,
 
     /// Orchestration policy.
-    #[arg(long, value_enum, default_value_t = OrcaKind::L1Only)]
+    #[arg(long, value_enum, default_value_t = OrcaKind::L1L2)]
     pub orca: OrcaKind,
+
+    /// With l1-l2: where the batch port (l1-l2-batch) listens, host:port or
+    /// unix:/path; "off" serves no batch port.
+    #[arg(long, default_value = "127.0.0.1:11212")]
+    pub batch_listen: BatchListen,
+
+    /// L2's data directory (RocksDB). One rend per directory.
+    #[arg(long, default_value = "./rend-data")]
+    pub l2_path: std::path::PathBuf,
+
+    /// L2's block cache, megabytes (index and filter blocks included).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub l2_cache_mb: u64,
+
+    /// Refuse stores once L2's files and memtables reach this many bytes
+    /// (SERVER_ERROR out of memory storing object); unbounded when absent.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub l2_max_bytes: Option<u64>,
+
+    /// What an acknowledged write survives: wal (a crash of rend), sync (a
+    /// crash of the machine; fsync per write), none (neither).
+    #[arg(long, value_enum, default_value_t = Durability::Wal)]
+    pub l2_durability: Durability,
 
     /// Client connections served at once; one more gets
     /// "ERROR Too many open connections" and is closed.
@@ -88,6 +117,24 @@ pub struct Config {
     /// How long shutdown waits for connections to finish, seconds.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace: u64,
+}
+
+/// The batch port's address, or none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchListen {
+    Off,
+    At(ListenAddr),
+}
+
+impl std::str::FromStr for BatchListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            Ok(BatchListen::Off)
+        } else {
+            s.parse().map(BatchListen::At)
+        }
+    }
 }
 
 fn parse_item_size(s: &str) -> Result<usize, String> {

@@ -49,6 +49,11 @@ counters!(
     touch_hits,
     touch_misses,
     backend_errors,
+    l1_read_failures,
+    l1_write_failures,
+    l1_backfills,
+    l2_gets,
+    l2_get_hits,
 );
 
 /// Counters plus the start time.

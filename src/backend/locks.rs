@@ -56,6 +56,16 @@ impl KeyLocks {
         }
         Guard::Write(guards)
     }
+
+    /// Every stripe, exclusively (flush_all: no key is mid-write or
+    /// mid-back-fill while both tiers are flushed).
+    pub async fn write_all(&self) -> Guard {
+        let mut guards = Vec::with_capacity(self.stripes.len());
+        for s in &self.stripes {
+            guards.push(s.clone().write_owned().await);
+        }
+        Guard::Write(guards)
+    }
 }
 
 #[cfg(test)]

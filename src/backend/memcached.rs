@@ -147,6 +147,15 @@ impl MemcachedL1 {
         }
     }
 
+    /// A handle that sends each command on the pooled connection its key
+    /// hashes to: writes to one key then reach memcached in the order they
+    /// were issued even when a timed-out write is still queued, which the
+    /// two-tier policies rely on (a late write can never land after a newer
+    /// one).
+    pub fn keyed(self: &Arc<Self>) -> Keyed {
+        Keyed { pool: self.clone() }
+    }
+
     /// How many pooled connections are up.
     pub fn connected(&self) -> usize {
         self.conns
@@ -260,6 +269,46 @@ impl Backend for Lane {
                 }
             }
         })
+    }
+}
+
+/// Commands routed by key (see [`MemcachedL1::keyed`]).
+#[derive(Clone)]
+pub struct Keyed {
+    pool: Arc<MemcachedL1>,
+}
+
+impl Keyed {
+    fn lane(&self, key: Option<&[u8]>) -> Lane {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        Lane {
+            pool: self.pool.clone(),
+            index: (h.finish() % self.pool.conns.len() as u64) as usize,
+        }
+    }
+}
+
+fn first_key(cmd: &Command) -> Option<&[u8]> {
+    match cmd {
+        Command::Get { keys, .. } => keys.first().map(|k| &k[..]),
+        Command::GetE { key }
+        | Command::Store { key, .. }
+        | Command::Delete { key, .. }
+        | Command::Touch { key, .. }
+        | Command::Arith { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+impl Backend for Keyed {
+    fn call(&self, cmd: &Command) -> BackendFuture {
+        self.lane(first_key(cmd)).call(cmd)
+    }
+
+    fn call_many(&self, cmds: Vec<Command>) -> BatchFuture {
+        self.lane(cmds.first().and_then(first_key)).call_many(cmds)
     }
 }
 

@@ -12,6 +12,8 @@ pub mod chunked;
 pub mod embedded;
 pub mod locks;
 pub mod memcached;
+pub mod record;
+pub mod rocksdb;
 
 use std::fmt;
 use std::future::Future;
@@ -48,6 +50,8 @@ pub enum BackendError {
     Protocol(Tier, &'static str),
     #[error("{0} does not serve this command")]
     Unsupported(Tier),
+    #[error("{0} storage error: {1}")]
+    Storage(Tier, String),
 }
 
 impl BackendError {

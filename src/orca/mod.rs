@@ -2,7 +2,10 @@
 //! what to answer. An orca returns [`Response`] values and never touches a
 //! socket. One file per policy.
 
+pub mod l1_l2;
+pub mod l1_l2_batch;
 pub mod l1_only;
+pub mod two_tier;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -123,6 +123,8 @@ pub fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> Result<(), ()>
 pub struct Rend {
     pub child: Child,
     pub addr: String,
+    /// The batch port (l1-l2-batch), when rend serves one.
+    pub batch: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
@@ -141,8 +143,38 @@ impl Rend {
         Rend::start_args(&args)
     }
 
+    /// Start rend in front of `mc` in l1-l2 with L2 in `l2`, the batch port
+    /// on a free port, and extra flags.
+    pub fn start_two_tier(mc: &Memcached, l2: &std::path::Path, extra: &[&str]) -> Rend {
+        let mut args = vec![
+            "--listen".to_string(),
+            "127.0.0.1:0".to_string(),
+            "--batch-listen".to_string(),
+            "127.0.0.1:0".to_string(),
+            "--orca".to_string(),
+            "l1-l2".to_string(),
+            "--l1".to_string(),
+            mc.l1_arg(),
+            "--l2-path".to_string(),
+            l2.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Rend::start_args(&args)
+    }
+
+    /// A client of the batch port.
+    pub fn connect_batch(&self) -> Conn {
+        Conn::tcp(self.batch.as_deref().expect("rend serves a batch port"))
+    }
+
     /// Start rend with exactly these flags (must include a --listen).
     pub fn start_args(args: &[String]) -> Rend {
+        let flag = |name: &str| {
+            args.windows(2)
+                .find(|w| w[0] == name)
+                .map(|w| w[1].as_str())
+        };
+        let expect_batch = flag("--orca") == Some("l1-l2") && flag("--batch-listen") != Some("off");
         let mut child = Command::new(REND)
             .args(args)
             .env("RUST_LOG", "info")
@@ -154,12 +186,23 @@ impl Rend {
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let (batch_tx, batch_rx) = std::sync::mpsc::channel();
         let sink = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut batch_tx = Some(batch_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(i) = line.find("listening on ") {
+                if let Some(i) = line.find("batch port (l1-l2-batch) listening on ") {
+                    let addr = line[i + 38..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    if let Some(tx) = batch_tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                } else if let Some(i) = line.find("listening on ") {
                     let addr = line[i + 13..]
                         .split_whitespace()
                         .next()
@@ -177,7 +220,17 @@ impl Rend {
         let addr = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("rend did not log its listening address");
-        Rend { child, addr, log }
+        let batch = expect_batch.then(|| {
+            batch_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("rend did not log its batch port")
+        });
+        Rend {
+            child,
+            addr,
+            batch,
+            log,
+        }
     }
 
     pub fn connect(&self) -> Conn {

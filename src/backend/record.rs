@@ -1,0 +1,530 @@
+//! The L2 record and memcached's verbs as pure functions over it.
+//!
+//! A record is what L2 keeps per key: a version byte, then flags (u32),
+//! absolute expiry (u32 Unix seconds, 0 = never) and cas unique (u64), all
+//! big-endian, then the value. [`apply`] decides what a storage command does
+//! to the current record, with memcached's exact semantics, without any I/O,
+//! so the RocksDB store stays a thin shell around it and the rules are
+//! testable on their own.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::protocol::number::parse_u64;
+use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
+
+/// Version byte of the current encoding.
+pub const RECORD_V1: u8 = 1;
+/// Bytes before the value.
+pub const RECORD_HEADER: usize = 1 + 4 + 4 + 8;
+
+/// memcached's cut-off: a larger exptime is an absolute Unix time.
+pub const THIRTY_DAYS: i64 = 60 * 60 * 24 * 30;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub flags: u32,
+    /// Absolute Unix seconds; 0 never expires.
+    pub expiry: u32,
+    pub cas: u64,
+    pub value: Bytes,
+}
+
+/// Why stored bytes are not a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record shorter than its header")]
+    Short,
+    #[error("unknown record version {0}")]
+    Version(u8),
+}
+
+impl Record {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(RECORD_HEADER + self.value.len());
+        out.put_u8(RECORD_V1);
+        out.put_u32(self.flags);
+        out.put_u32(self.expiry);
+        out.put_u64(self.cas);
+        out.put_slice(&self.value);
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Record, DecodeError> {
+        if b.len() < RECORD_HEADER {
+            return Err(DecodeError::Short);
+        }
+        if b[0] != RECORD_V1 {
+            return Err(DecodeError::Version(b[0]));
+        }
+        let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut cas = [0u8; 8];
+        cas.copy_from_slice(&b[9..17]);
+        Ok(Record {
+            flags: u32_at(1),
+            expiry: u32_at(5),
+            cas: u64::from_be_bytes(cas),
+            value: Bytes::copy_from_slice(&b[RECORD_HEADER..]),
+        })
+    }
+
+    /// The header fields alone, for the compaction filter.
+    pub fn peek(b: &[u8]) -> Option<(u32, u64)> {
+        if b.len() < RECORD_HEADER || b[0] != RECORD_V1 {
+            return None;
+        }
+        let expiry = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
+        let mut cas = [0u8; 8];
+        cas.copy_from_slice(&b[9..17]);
+        Some((expiry, u64::from_be_bytes(cas)))
+    }
+
+    pub fn is_expired(&self, now: u32) -> bool {
+        is_expired(self.expiry, now)
+    }
+
+    pub fn to_value(&self, key: &Bytes) -> Value {
+        Value {
+            key: key.clone(),
+            flags: self.flags,
+            cas: self.cas,
+            data: self.value.clone(),
+        }
+    }
+}
+
+/// memcached's rule: an item with an expiry at or before now is gone.
+pub fn is_expired(expiry: u32, now: u32) -> bool {
+    expiry != 0 && expiry <= now
+}
+
+/// A client exptime as one absolute time: 0 stays 0 (never), up to 30 days
+/// is relative to `now`, above is already absolute, negative is expired
+/// (returned as -1). Every tier is given this value so they all expire the
+/// item at the same second.
+pub fn absolute_exptime(exptime: i64, now: u32) -> i64 {
+    if exptime < 0 {
+        -1
+    } else if exptime > 0 && exptime <= THIRTY_DAYS {
+        i64::from(now) + exptime
+    } else {
+        exptime
+    }
+}
+
+/// The record's expiry for an absolute exptime; `None` when already expired.
+fn expiry_of(exptime: i64, now: u32) -> Option<u32> {
+    let abs = absolute_exptime(exptime, now);
+    if abs < 0 {
+        return None;
+    }
+    let e = u32::try_from(abs).unwrap_or(u32::MAX);
+    (!is_expired(e, now)).then_some(e)
+}
+
+/// What a command does to the stored record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Keep,
+    Put(Record),
+    Delete,
+}
+
+/// incr/decr on a stored value with memcached's arithmetic: the value is
+/// read as a C string of decimal digits (a NUL ends it), incr wraps at 2^64,
+/// decr stops at 0, and a result no longer than the old value is padded
+/// with spaces to the old length (memcached rewrites it in place). `None`:
+/// not a number.
+pub fn arith_value(old: &[u8], incr: bool, delta: u64) -> Option<(u64, Vec<u8>)> {
+    let text = old.split(|&b| b == 0).next().unwrap_or(&[]);
+    let current = parse_u64(text)?;
+    let new = if incr {
+        current.wrapping_add(delta)
+    } else {
+        current.saturating_sub(delta)
+    };
+    let mut digits = new.to_string().into_bytes();
+    if digits.len() < old.len() {
+        digits.resize(old.len(), b' ');
+    }
+    Some((new, digits))
+}
+
+/// Apply one write to the live record `old` (`None`: absent, expired or
+/// flushed). `cas` is the unique to give a record this write creates or
+/// changes the value of; `max_value` bounds append/prepend. Returns the
+/// reply and what to store. Reads (get without touch, GETE) are not writes
+/// and answer `Keep` with no reply change; callers serve them directly.
+pub fn apply(
+    cmd: &Command,
+    old: Option<&Record>,
+    now: u32,
+    cas: u64,
+    max_value: usize,
+) -> (Response, Effect) {
+    let put = |flags: u32, exptime: i64, value: Bytes| match expiry_of(exptime, now) {
+        Some(expiry) => Effect::Put(Record {
+            flags,
+            expiry,
+            cas,
+            value,
+        }),
+        // Stored and at once expired: as good as gone.
+        None => Effect::Delete,
+    };
+    match cmd {
+        Command::Store {
+            mode,
+            flags,
+            exptime,
+            cas: want,
+            value,
+            ..
+        } => {
+            // As in memcached, a storage command that carries a cas (binary
+            // set/add/replace) is a cas.
+            let mode = match mode {
+                StoreMode::Set | StoreMode::Add | StoreMode::Replace if *want != 0 => {
+                    StoreMode::Cas
+                }
+                m => *m,
+            };
+            let stored = Response::Stored { cas };
+            match (mode, old) {
+                (StoreMode::Set, _) | (StoreMode::Add, None) => {
+                    (stored, put(*flags, *exptime, value.clone()))
+                }
+                (StoreMode::Replace, Some(_)) => (stored, put(*flags, *exptime, value.clone())),
+                (StoreMode::Add, Some(_)) | (StoreMode::Replace, None) => {
+                    (Response::NotStored, Effect::Keep)
+                }
+                (StoreMode::Cas, None) => (Response::NotFound, Effect::Keep),
+                (StoreMode::Cas, Some(o)) if o.cas != *want => (Response::Exists, Effect::Keep),
+                (StoreMode::Cas, Some(_)) => (stored, put(*flags, *exptime, value.clone())),
+                (StoreMode::Append | StoreMode::Prepend, None) => {
+                    (Response::NotStored, Effect::Keep)
+                }
+                (StoreMode::Append | StoreMode::Prepend, Some(o)) => {
+                    if *want != 0 && *want != o.cas {
+                        return (Response::Exists, Effect::Keep);
+                    }
+                    let total = o.value.len() + value.len();
+                    if total > max_value {
+                        return (Response::NotStored, Effect::Keep);
+                    }
+                    let mut joined = BytesMut::with_capacity(total);
+                    if mode == StoreMode::Append {
+                        joined.put_slice(&o.value);
+                        joined.put_slice(value);
+                    } else {
+                        joined.put_slice(value);
+                        joined.put_slice(&o.value);
+                    }
+                    (
+                        stored,
+                        Effect::Put(Record {
+                            flags: o.flags,
+                            expiry: o.expiry,
+                            cas,
+                            value: joined.freeze(),
+                        }),
+                    )
+                }
+            }
+        }
+        Command::Arith {
+            incr,
+            delta,
+            create,
+            ..
+        } => match (old, create) {
+            (None, None) => (Response::NotFound, Effect::Keep),
+            (None, Some((initial, exptime))) => (
+                Response::Numeric {
+                    value: *initial,
+                    cas,
+                },
+                put(0, *exptime, Bytes::from(initial.to_string())),
+            ),
+            (Some(o), _) => match arith_value(&o.value, *incr, *delta) {
+                None => (Response::Error(ErrorReply::NonNumeric), Effect::Keep),
+                Some((value, digits)) => (
+                    Response::Numeric { value, cas },
+                    Effect::Put(Record {
+                        flags: o.flags,
+                        expiry: o.expiry,
+                        cas,
+                        value: Bytes::from(digits),
+                    }),
+                ),
+            },
+        },
+        Command::Delete { cas: want, .. } => match old {
+            None => (Response::NotFound, Effect::Keep),
+            Some(o) if *want != 0 && *want != o.cas => (Response::Exists, Effect::Keep),
+            Some(_) => (Response::Deleted, Effect::Delete),
+        },
+        // touch and gat change the expiry only: the cas stays.
+        Command::Touch { exptime, .. } => match old {
+            None => (Response::NotFound, Effect::Keep),
+            Some(o) => (
+                Response::Touched {
+                    flags: o.flags,
+                    cas: o.cas,
+                },
+                retouch(o, *exptime, now),
+            ),
+        },
+        Command::Get {
+            keys,
+            touch: Some(exptime),
+        } => match (old, keys.first()) {
+            (Some(o), Some(key)) => (
+                Response::Values(vec![o.to_value(key)]),
+                retouch(o, *exptime, now),
+            ),
+            _ => (Response::Values(Vec::new()), Effect::Keep),
+        },
+        _ => (Response::Nothing, Effect::Keep),
+    }
+}
+
+fn retouch(o: &Record, exptime: i64, now: u32) -> Effect {
+    match expiry_of(exptime, now) {
+        Some(expiry) => Effect::Put(Record {
+            expiry,
+            ..o.clone()
+        }),
+        None => Effect::Delete,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: u32 = 1_800_000_000;
+
+    fn rec(value: &str, cas: u64) -> Record {
+        Record {
+            flags: 7,
+            expiry: 0,
+            cas,
+            value: Bytes::from(value.to_string()),
+        }
+    }
+
+    fn store(mode: StoreMode, cas: u64, value: &str) -> Command {
+        Command::Store {
+            mode,
+            key: Bytes::from_static(b"k"),
+            flags: 3,
+            exptime: 0,
+            cas,
+            value: Bytes::from(value.to_string()),
+        }
+    }
+
+    #[test]
+    fn layout_is_documented() {
+        let r = Record {
+            flags: 0x01020304,
+            expiry: 0x05060708,
+            cas: 0x090a0b0c0d0e0f10,
+            value: Bytes::from_static(b"v"),
+        };
+        assert_eq!(
+            r.encode(),
+            [1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, b'v']
+        );
+        assert_eq!(Record::decode(&r.encode()[..16]), Err(DecodeError::Short));
+        let mut v2 = r.encode();
+        v2[0] = 2;
+        assert_eq!(Record::decode(&v2), Err(DecodeError::Version(2)));
+        assert_eq!(
+            Record::peek(&r.encode()),
+            Some((0x05060708, 0x090a0b0c0d0e0f10))
+        );
+    }
+
+    #[test]
+    fn exptimes_follow_memcached() {
+        assert_eq!(absolute_exptime(0, NOW), 0);
+        assert_eq!(absolute_exptime(-5, NOW), -1);
+        assert_eq!(absolute_exptime(10, NOW), i64::from(NOW) + 10);
+        assert_eq!(
+            absolute_exptime(THIRTY_DAYS, NOW),
+            i64::from(NOW) + THIRTY_DAYS
+        );
+        assert_eq!(absolute_exptime(THIRTY_DAYS + 1, NOW), THIRTY_DAYS + 1);
+        // An absolute time in the past is already expired.
+        assert_eq!(expiry_of(THIRTY_DAYS + 1, NOW), None);
+        assert_eq!(expiry_of(i64::from(NOW), NOW), None);
+        assert_eq!(expiry_of(i64::from(NOW) + 1, NOW), Some(NOW + 1));
+        assert!(is_expired(NOW, NOW));
+        assert!(!is_expired(0, NOW));
+    }
+
+    #[test]
+    fn store_modes_table() {
+        let old = rec("old", 42);
+        let new = |cas| {
+            Effect::Put(Record {
+                flags: 3,
+                expiry: 0,
+                cas,
+                value: Bytes::from_static(b"new"),
+            })
+        };
+        let stored = Response::Stored { cas: 99 };
+        use StoreMode::*;
+        let table: Vec<(StoreMode, u64, Option<&Record>, Response, Effect)> = vec![
+            (Set, 0, None, stored.clone(), new(99)),
+            (Set, 0, Some(&old), stored.clone(), new(99)),
+            (Add, 0, None, stored.clone(), new(99)),
+            (Add, 0, Some(&old), Response::NotStored, Effect::Keep),
+            (Replace, 0, None, Response::NotStored, Effect::Keep),
+            (Replace, 0, Some(&old), stored.clone(), new(99)),
+            (Cas, 42, None, Response::NotFound, Effect::Keep),
+            (Cas, 41, Some(&old), Response::Exists, Effect::Keep),
+            (Cas, 42, Some(&old), stored.clone(), new(99)),
+            // text cas 0 never matches
+            (Cas, 0, Some(&old), Response::Exists, Effect::Keep),
+            // binary set/add/replace with a cas are cas
+            (Set, 41, Some(&old), Response::Exists, Effect::Keep),
+            (Set, 42, Some(&old), stored.clone(), new(99)),
+            (Set, 42, None, Response::NotFound, Effect::Keep),
+            (Add, 42, Some(&old), stored.clone(), new(99)),
+            (Replace, 41, Some(&old), Response::Exists, Effect::Keep),
+            (Append, 0, None, Response::NotStored, Effect::Keep),
+            (Prepend, 0, None, Response::NotStored, Effect::Keep),
+            (Append, 41, Some(&old), Response::Exists, Effect::Keep),
+        ];
+        for (mode, cas, old, reply, effect) in table {
+            let got = apply(&store(mode, cas, "new"), old, NOW, 99, 1000);
+            assert_eq!(got, (reply, effect), "{mode:?} cas {cas} old {old:?}");
+        }
+    }
+
+    #[test]
+    fn append_keeps_flags_and_expiry_and_respects_the_limit() {
+        let mut old = rec("ab", 5);
+        old.expiry = NOW + 100;
+        let (r, e) = apply(&store(StoreMode::Append, 0, "cd"), Some(&old), NOW, 6, 4);
+        assert_eq!(r, Response::Stored { cas: 6 });
+        assert_eq!(
+            e,
+            Effect::Put(Record {
+                flags: 7,
+                expiry: NOW + 100,
+                cas: 6,
+                value: Bytes::from_static(b"abcd")
+            })
+        );
+        let (r, _) = apply(&store(StoreMode::Prepend, 5, "x"), Some(&old), NOW, 6, 100);
+        assert_eq!(r, Response::Stored { cas: 6 });
+        let (r, e) = apply(&store(StoreMode::Append, 0, "cde"), Some(&old), NOW, 6, 4);
+        assert_eq!((r, e), (Response::NotStored, Effect::Keep));
+    }
+
+    #[test]
+    fn negative_exptime_stores_and_expires_at_once() {
+        let mut cmd = store(StoreMode::Set, 0, "v");
+        if let Command::Store { exptime, .. } = &mut cmd {
+            *exptime = -1;
+        }
+        assert_eq!(
+            apply(&cmd, None, NOW, 9, 10),
+            (Response::Stored { cas: 9 }, Effect::Delete)
+        );
+    }
+
+    #[test]
+    fn arithmetic_matches_memcached() {
+        assert_eq!(arith_value(b"10", true, 5), Some((15, b"15".to_vec())));
+        assert_eq!(arith_value(b"100", false, 1), Some((99, b"99 ".to_vec())));
+        assert_eq!(arith_value(b"5", false, 9), Some((0, b"0".to_vec())));
+        assert_eq!(
+            arith_value(b"18446744073709551615", true, 2),
+            Some((1, b"1                   ".to_vec()))
+        );
+        assert_eq!(arith_value(b"99", true, 1), Some((100, b"100".to_vec())));
+        assert_eq!(
+            arith_value(b"12\0junk", true, 1),
+            Some((13, b"13     ".to_vec()))
+        );
+        assert_eq!(arith_value(b"abc", true, 1), None);
+        let incr = |create| Command::Arith {
+            key: Bytes::from_static(b"k"),
+            incr: true,
+            delta: 1,
+            create,
+        };
+        assert_eq!(
+            apply(&incr(None), None, NOW, 3, 10),
+            (Response::NotFound, Effect::Keep)
+        );
+        let (r, e) = apply(&incr(Some((7, 0))), None, NOW, 3, 10);
+        assert_eq!(r, Response::Numeric { value: 7, cas: 3 });
+        assert!(matches!(e, Effect::Put(Record { flags: 0, .. })));
+        assert_eq!(
+            apply(&incr(None), Some(&rec("x", 1)), NOW, 3, 10),
+            (Response::Error(ErrorReply::NonNumeric), Effect::Keep)
+        );
+    }
+
+    #[test]
+    fn delete_touch_and_gat() {
+        let old = rec("v", 5);
+        let del = |cas| Command::Delete {
+            key: Bytes::from_static(b"k"),
+            cas,
+        };
+        assert_eq!(apply(&del(0), None, NOW, 9, 1).0, Response::NotFound);
+        assert_eq!(apply(&del(4), Some(&old), NOW, 9, 1).0, Response::Exists);
+        assert_eq!(
+            apply(&del(5), Some(&old), NOW, 9, 1),
+            (Response::Deleted, Effect::Delete)
+        );
+        let touch = Command::Touch {
+            key: Bytes::from_static(b"k"),
+            exptime: 60,
+        };
+        let (r, e) = apply(&touch, Some(&old), NOW, 9, 1);
+        assert_eq!(r, Response::Touched { flags: 7, cas: 5 });
+        assert_eq!(
+            e,
+            Effect::Put(Record {
+                expiry: NOW + 60,
+                ..old.clone()
+            })
+        );
+        let gat = Command::Get {
+            keys: vec![Bytes::from_static(b"k")],
+            touch: Some(-1),
+        };
+        let (r, e) = apply(&gat, Some(&old), NOW, 9, 1);
+        assert_eq!(
+            r,
+            Response::Values(vec![old.to_value(&Bytes::from_static(b"k"))])
+        );
+        assert_eq!(e, Effect::Delete);
+    }
+
+    proptest! {
+        #[test]
+        fn record_round_trip(flags: u32, expiry: u32, cas: u64, value in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let r = Record { flags, expiry, cas, value: Bytes::from(value) };
+            let bytes = r.encode();
+            prop_assert_eq!(bytes.len(), RECORD_HEADER + r.value.len());
+            prop_assert_eq!(Record::peek(&bytes), Some((expiry, cas)));
+            prop_assert_eq!(Record::decode(&bytes), Ok(r));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Record::decode(&bytes);
+            let _ = Record::peek(&bytes);
+        }
+    }
+}

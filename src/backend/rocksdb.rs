@@ -1,0 +1,735 @@
+//! L2: one embedded RocksDB, the source of truth behind memcached. The only
+//! file that names the `rocksdb` crate.
+//!
+//! Each key's record ([`super::record`]) holds flags, absolute expiry, cas
+//! and value. Every write to a key is a read-modify-write under that key's
+//! stripe mutex, so L2 alone decides add/replace/cas/append/incr exactly as
+//! memcached would. All RocksDB calls run on tokio's blocking pool, never on
+//! the async workers.
+//!
+//! Choices, for point lookups of whole values:
+//! - block-based tables with a 10 bits/key bloom filter on whole keys (about
+//!   1% false positives: a miss rarely touches a data block) and a hash index
+//!   inside data blocks;
+//! - one LRU block cache of `--l2-cache-mb`, holding index and filter blocks
+//!   too, so memory use is one number;
+//! - level compaction with dynamic level sizes (space amplification about
+//!   1.1x), LZ4 on every level, two background jobs on these small machines;
+//! - a compaction filter drops expired and flushed records, so expired data
+//!   leaves the disk without a scan.
+//!
+//! Cas uniques come from a clock: each is the current time in microseconds,
+//! or one more than the last if that is later. They only grow, across
+//! restarts too (a ceiling is persisted ahead of use), so a stale cas never
+//! matches again, and a delayed `flush_all` can tell what was written before
+//! its deadline: a record is flushed if its cas is below the flush's cut-off.
+//!
+//! Disk bound (`--l2-max-bytes`): the store counts its SST files and
+//! memtables (RocksDB's own figures, read every 100 ms) plus what was written
+//! since the last reading; a store or incr that would pass the bound is
+//! refused with `SERVER_ERROR out of memory storing object`. Deletes,
+//! touches and flushes still go through. The write-ahead log is not counted:
+//! it adds at most about one memtable (64 MiB) on top.
+//!
+//! Durability (`--l2-durability`): `wal` (the default) appends every write to
+//! the write-ahead log before acknowledging it, without fsync: a crash of rend
+//! loses nothing acknowledged, a crash of the machine can lose the last
+//! writes the OS had not yet flushed. `sync` fsyncs the log on every write
+//! (survives power loss, much slower); `none` skips the log (a crash of rend
+//! loses everything since the last memtable flush).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::rocksdb::compaction_filter::Decision;
+use ::rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DataBlockIndexType,
+    Options, WriteBatch, WriteOptions, DB,
+};
+
+use super::record::{absolute_exptime, apply, is_expired, Effect, Record};
+use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
+use crate::protocol::{Command, ErrorReply, Response};
+
+/// How much of an acknowledged write survives a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// Write-ahead log, fsync on every write: survives a machine crash.
+    Sync,
+    /// Write-ahead log without fsync: survives a crash of rend.
+    Wal,
+    /// No write-ahead log: a crash loses recent writes.
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct L2Options {
+    pub path: PathBuf,
+    pub cache_mb: u64,
+    /// Refuse stores past this many bytes on disk (SSTs and memtables).
+    pub max_bytes: Option<u64>,
+    pub durability: Durability,
+    /// Largest value an append may produce.
+    pub max_value: usize,
+}
+
+/// Why the store did not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("L2 directory {0} is in use by another process (its RocksDB LOCK is held); run one rend per data directory")]
+    Locked(PathBuf),
+    #[error("cannot open L2 in {path}: {reason}")]
+    Other { path: PathBuf, reason: String },
+}
+
+/// Figures for `stats` and metrics.
+#[derive(Default)]
+pub struct L2Stats {
+    pub refused_full: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+const META_CF: &str = "rend";
+const FLUSH_KEY: &[u8] = b"flush";
+const CAS_KEY: &[u8] = b"cas-ceiling";
+/// How far ahead of use the cas ceiling is persisted: one write of it per
+/// ten seconds of clock.
+const CAS_LEASE_US: u64 = 10_000_000;
+const STRIPES: usize = 4096;
+
+/// The flush cut-offs: records with a cas below `cutoff` are gone; a pending
+/// delayed flush takes effect at `pending_at` (Unix seconds, 0 = none).
+#[derive(Default)]
+struct Flush {
+    cutoff: AtomicU64,
+    pending_at: AtomicU64,
+}
+
+impl Flush {
+    fn effective(&self, now: u32) -> u64 {
+        let cutoff = self.cutoff.load(Ordering::Acquire);
+        let at = self.pending_at.load(Ordering::Acquire);
+        if at != 0 && u64::from(now) >= at {
+            cutoff.max(at * 1_000_000)
+        } else {
+            cutoff
+        }
+    }
+
+    fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.cutoff.load(Ordering::Acquire).to_be_bytes());
+        b[8..].copy_from_slice(&self.pending_at.load(Ordering::Acquire).to_be_bytes());
+        b
+    }
+
+    fn load(&self, b: &[u8]) {
+        if b.len() == 16 {
+            let mut c = [0u8; 8];
+            c.copy_from_slice(&b[..8]);
+            self.cutoff.store(u64::from_be_bytes(c), Ordering::Release);
+            c.copy_from_slice(&b[8..]);
+            self.pending_at
+                .store(u64::from_be_bytes(c), Ordering::Release);
+        }
+    }
+}
+
+struct CasClock {
+    /// Last issued, and the persisted ceiling.
+    state: Mutex<(u64, u64)>,
+}
+
+struct Inner {
+    db: DB,
+    durability: Durability,
+    flush: Arc<Flush>,
+    cas: CasClock,
+    stripes: Vec<Mutex<()>>,
+    max_bytes: Option<u64>,
+    /// Bytes on disk at the last reading, and written since.
+    measured: AtomicU64,
+    written: AtomicU64,
+    max_value: usize,
+    stats: Arc<L2Stats>,
+    closing: AtomicBool,
+    compacting: AtomicBool,
+    /// Background threads, joined by `close`.
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Itself, for background work that must not outlive the store.
+    me: std::sync::OnceLock<Weak<Inner>>,
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct L2 {
+    inner: Arc<Inner>,
+}
+
+fn now_secs() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn failed(e: ::rocksdb::Error) -> BackendError {
+    tracing::warn!(tier = "L2", error = %e, "RocksDB call failed");
+    BackendError::Storage(Tier::L2, e.into_string())
+}
+
+impl L2 {
+    /// Open (or create) the store in `opts.path`.
+    pub fn open(opts: &L2Options) -> Result<L2, OpenError> {
+        let other = |reason: String| OpenError::Other {
+            path: opts.path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(&opts.path).map_err(|e| other(e.to_string()))?;
+        let flush = Arc::new(Flush::default());
+
+        let cache = Cache::new_lru_cache((opts.cache_mb as usize).saturating_mul(1 << 20));
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_whole_key_filtering(true);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
+        table.set_data_block_hash_ratio(0.75);
+
+        let mut items = Options::default();
+        items.set_block_based_table_factory(&table);
+        items.set_compression_type(DBCompressionType::Lz4);
+        items.set_level_compaction_dynamic_level_bytes(true);
+        items.set_write_buffer_size(64 << 20);
+        items.set_max_write_buffer_number(3);
+        items.set_memtable_whole_key_filtering(true);
+        items.set_memtable_prefix_bloom_ratio(0.02);
+        let filter_flush = flush.clone();
+        items.set_compaction_filter(
+            "rend-expiry",
+            move |_level: u32, _key: &[u8], value: &[u8]| match Record::peek(value) {
+                Some((expiry, cas)) => {
+                    let now = now_secs();
+                    if is_expired(expiry, now) || cas < filter_flush.effective(now) {
+                        Decision::Remove
+                    } else {
+                        Decision::Keep
+                    }
+                }
+                None => Decision::Keep,
+            },
+        );
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(2);
+        db_opts.set_max_background_jobs(2);
+        // rend also holds every client connection's socket; RocksDB keeps
+        // SST files open only up to this many.
+        db_opts.set_max_open_files(512);
+        db_opts.set_max_total_wal_size(256 << 20);
+        db_opts.set_keep_log_file_num(4);
+
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(::rocksdb::DEFAULT_COLUMN_FAMILY_NAME, items),
+            ColumnFamilyDescriptor::new(META_CF, Options::default()),
+        ];
+        let db = DB::open_cf_descriptors(&db_opts, &opts.path, cfs).map_err(|e| {
+            let text = e.into_string();
+            if text.contains("LOCK") && (text.contains("lock") || text.contains("Resource")) {
+                OpenError::Locked(opts.path.clone())
+            } else {
+                other(text)
+            }
+        })?;
+
+        let meta = db
+            .cf_handle(META_CF)
+            .ok_or_else(|| other("missing column family".into()))?;
+        if let Some(b) = db
+            .get_cf(meta, FLUSH_KEY)
+            .map_err(|e| other(e.into_string()))?
+        {
+            flush.load(&b);
+        }
+        let ceiling = db
+            .get_cf(meta, CAS_KEY)
+            .map_err(|e| other(e.into_string()))?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+
+        let inner = Arc::new(Inner {
+            db,
+            durability: opts.durability,
+            flush,
+            // Everything issued before the restart is below the old ceiling.
+            cas: CasClock {
+                state: Mutex::new((ceiling, ceiling)),
+            },
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            max_bytes: opts.max_bytes,
+            measured: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            max_value: opts.max_value,
+            stats: Arc::new(L2Stats::default()),
+            closing: AtomicBool::new(false),
+            compacting: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            me: std::sync::OnceLock::new(),
+        });
+        let _ = inner.me.set(Arc::downgrade(&inner));
+        inner.measure();
+        let weak = Arc::downgrade(&inner);
+        let watcher = std::thread::Builder::new()
+            .name("rend-l2-space".into())
+            .spawn(move || watch_space(weak))
+            .map_err(|e| other(e.to_string()))?;
+        inner.keep(watcher);
+        Ok(L2 { inner })
+    }
+
+    pub fn stats(&self) -> Arc<L2Stats> {
+        self.inner.stats.clone()
+    }
+
+    /// A RocksDB integer property (e.g. `rocksdb.estimate-num-keys`).
+    pub fn property(&self, name: &str) -> Option<u64> {
+        self.inner.db.property_int_value(name).ok().flatten()
+    }
+
+    /// Bytes counted against `--l2-max-bytes`.
+    pub fn used_bytes(&self) -> u64 {
+        self.inner.used()
+    }
+
+    /// Sync the log and stop background work (at shutdown). The database
+    /// closes when the last handle is dropped.
+    pub fn close(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Err(e) = self.inner.db.flush_wal(true) {
+            tracing::warn!(tier = "L2", error = %e, "syncing the write-ahead log at shutdown failed");
+        }
+    }
+
+    fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, BackendError> + Send + 'static,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BackendError>> + Send>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || f(&inner)).await {
+                Ok(r) => r,
+                Err(_) => Err(BackendError::Storage(Tier::L2, "L2 task failed".into())),
+            }
+        })
+    }
+}
+
+fn watch_space(inner: Weak<Inner>) {
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closing.load(Ordering::Acquire) {
+            return;
+        }
+        inner.measure();
+    }
+}
+
+impl Inner {
+    fn measure(&self) {
+        // Reset first: what is written while RocksDB is asked is counted
+        // twice rather than not at all.
+        self.written.store(0, Ordering::Release);
+        let prop = |n: &str| self.db.property_int_value(n).ok().flatten().unwrap_or(0);
+        let used = prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables");
+        self.measured.store(used, Ordering::Release);
+    }
+
+    fn used(&self) -> u64 {
+        self.measured.load(Ordering::Acquire) + self.written.load(Ordering::Acquire)
+    }
+
+    fn write_opts(&self) -> WriteOptions {
+        let mut w = WriteOptions::default();
+        match self.durability {
+            Durability::Sync => w.set_sync(true),
+            Durability::Wal => {}
+            Durability::None => w.disable_wal(true),
+        }
+        w
+    }
+
+    fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
+        let cf = self.db.cf_handle(META_CF).ok_or(BackendError::Storage(
+            Tier::L2,
+            "missing column family".into(),
+        ))?;
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.put_cf_opt(cf, key, value, &w).map_err(failed)
+    }
+
+    fn next_cas(&self) -> Result<u64, BackendError> {
+        let mut st = self
+            .cas
+            .state
+            .lock()
+            .map_err(|_| BackendError::Storage(Tier::L2, "cas clock poisoned".into()))?;
+        let cas = now_micros().max(st.0 + 1);
+        if cas >= st.1 {
+            let ceiling = cas + CAS_LEASE_US;
+            self.meta_put(CAS_KEY, &ceiling.to_be_bytes())?;
+            st.1 = ceiling;
+        }
+        st.0 = cas;
+        Ok(cas)
+    }
+
+    /// The live record of `key`: present, not expired, not flushed.
+    fn live(&self, key: &[u8], now: u32) -> Result<Option<Record>, BackendError> {
+        let Some(bytes) = self.db.get_pinned(key).map_err(failed)? else {
+            return Ok(None);
+        };
+        let rec = match Record::decode(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(tier = "L2", error = %e, "unreadable record treated as absent");
+                return Ok(None);
+            }
+        };
+        Ok((!rec.is_expired(now) && rec.cas >= self.flush.effective(now)).then_some(rec))
+    }
+
+    fn stripe(&self, key: &[u8]) -> &Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        &self.stripes[(h.finish() % self.stripes.len() as u64) as usize]
+    }
+
+    fn grows(cmd: &Command) -> Option<usize> {
+        match cmd {
+            Command::Store { key, value, .. } => Some(key.len() + value.len()),
+            Command::Arith { key, .. } => Some(key.len() + 20),
+            _ => None,
+        }
+    }
+
+    /// One command, run on a blocking thread.
+    fn exec(&self, cmd: &Command) -> Result<Response, BackendError> {
+        let now = now_secs();
+        match cmd {
+            Command::Get { keys, touch: None } => {
+                let mut hits = Vec::new();
+                for key in keys {
+                    if let Some(r) = self.live(key, now)? {
+                        hits.push(r.to_value(key));
+                    }
+                }
+                Ok(Response::Values(hits))
+            }
+            Command::Get {
+                keys,
+                touch: Some(exptime),
+            } => {
+                let mut hits = Vec::new();
+                for key in keys {
+                    let one = Command::Get {
+                        keys: vec![key.clone()],
+                        touch: Some(*exptime),
+                    };
+                    if let Response::Values(v) = self.write(key, &one, now)? {
+                        hits.extend(v);
+                    }
+                }
+                Ok(Response::Values(hits))
+            }
+            Command::GetE { key } => Ok(match self.live(key, now)? {
+                Some(r) => Response::ValueE {
+                    expiry: r.expiry,
+                    value: r.to_value(key),
+                },
+                None => Response::NotFound,
+            }),
+            Command::Store { key, .. }
+            | Command::Arith { key, .. }
+            | Command::Delete { key, .. }
+            | Command::Touch { key, .. } => {
+                if let (Some(max), Some(adds)) = (self.max_bytes, Self::grows(cmd)) {
+                    if self.used() + adds as u64 > max {
+                        self.stats.refused_full.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Response::Error(ErrorReply::OutOfMemory));
+                    }
+                }
+                self.write(key, cmd, now)
+            }
+            Command::Flush { delay } => self.flush_all(*delay, now),
+            _ => Err(BackendError::Unsupported(Tier::L2)),
+        }
+    }
+
+    fn write(&self, key: &[u8], cmd: &Command, now: u32) -> Result<Response, BackendError> {
+        let _g = self
+            .stripe(key)
+            .lock()
+            .map_err(|_| BackendError::Storage(Tier::L2, "key lock poisoned".into()))?;
+        let old = self.live(key, now)?;
+        // A cas is issued for every write that may create a new version.
+        let cas = match cmd {
+            Command::Store { .. } | Command::Arith { .. } => self.next_cas()?,
+            _ => 0,
+        };
+        let (resp, effect) = apply(cmd, old.as_ref(), now, cas, self.max_value);
+        match effect {
+            Effect::Keep => {}
+            Effect::Put(rec) => {
+                let bytes = rec.encode();
+                self.written
+                    .fetch_add((key.len() + bytes.len()) as u64, Ordering::Relaxed);
+                let mut batch = WriteBatch::default();
+                batch.put(key, bytes);
+                self.db
+                    .write_opt(batch, &self.write_opts())
+                    .map_err(failed)?;
+            }
+            Effect::Delete => {
+                self.written
+                    .fetch_add(key.len() as u64 + 16, Ordering::Relaxed);
+                self.db
+                    .delete_opt(key, &self.write_opts())
+                    .map_err(failed)?;
+            }
+        }
+        Ok(resp)
+    }
+
+    /// memcached's flush_all: now, or at a time `delay` from now (or at an
+    /// absolute time). Records are not removed here: reads stop seeing them
+    /// and compaction drops them.
+    fn flush_all(&self, delay: i64, now: u32) -> Result<Response, BackendError> {
+        let at = absolute_exptime(delay, now);
+        if at <= i64::from(now) {
+            let cutoff = self.next_cas()?;
+            self.flush.cutoff.fetch_max(cutoff, Ordering::AcqRel);
+            self.flush.pending_at.store(0, Ordering::Release);
+        } else {
+            self.flush
+                .pending_at
+                .store(u64::try_from(at).unwrap_or(0), Ordering::Release);
+        }
+        self.meta_put(FLUSH_KEY, &self.flush.encode())?;
+        if at <= i64::from(now) {
+            self.compact_soon();
+        }
+        Ok(Response::Ok)
+    }
+}
+
+impl Inner {
+    /// Reclaim what a flush hid: one background compaction of everything at
+    /// a time, so the compaction filter drops it.
+    fn compact_soon(&self) {
+        if self.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(me) = self.me.get().and_then(Weak::upgrade) else {
+            self.compacting.store(false, Ordering::Release);
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("rend-l2-compact".into())
+            .spawn(move || {
+                me.db.compact_range::<&[u8], &[u8]>(None, None);
+                me.compacting.store(false, Ordering::Release);
+            });
+        match spawned {
+            Ok(t) => self.keep(t),
+            Err(_) => self.compacting.store(false, Ordering::Release),
+        }
+    }
+
+    fn keep(&self, t: std::thread::JoinHandle<()>) {
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        threads.retain(|t| !t.is_finished());
+        threads.push(t);
+    }
+}
+
+impl Backend for L2 {
+    fn starts_eagerly(&self) -> bool {
+        false
+    }
+
+    fn call(&self, cmd: &Command) -> BackendFuture {
+        let cmd = cmd.clone();
+        self.spawn(move |inner| inner.exec(&cmd))
+    }
+
+    /// Several commands on one blocking thread, in order.
+    fn call_many(&self, cmds: Vec<Command>) -> BatchFuture {
+        self.spawn(move |inner| cmds.iter().map(|c| inner.exec(c)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::StoreMode;
+    use bytes::Bytes;
+    use std::path::Path;
+
+    fn open(dir: &Path, max_bytes: Option<u64>) -> L2 {
+        L2::open(&L2Options {
+            path: dir.to_path_buf(),
+            cache_mb: 8,
+            max_bytes,
+            durability: Durability::Wal,
+            max_value: 1 << 20,
+        })
+        .unwrap()
+    }
+
+    fn set(key: &str, value: &str, exptime: i64) -> Command {
+        Command::Store {
+            mode: StoreMode::Set,
+            key: Bytes::from(key.to_string()),
+            flags: 5,
+            exptime,
+            cas: 0,
+            value: Bytes::from(value.to_string()),
+        }
+    }
+
+    fn gete(key: &str) -> Command {
+        Command::GetE {
+            key: Bytes::from(key.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_second_open_of_one_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = open(dir.path(), None);
+        let second = L2::open(&L2Options {
+            path: dir.path().to_path_buf(),
+            cache_mb: 8,
+            max_bytes: None,
+            durability: Durability::Wal,
+            max_value: 1 << 20,
+        });
+        let err = second.err().expect("second open must fail");
+        assert!(matches!(err, OpenError::Locked(_)), "{err}");
+        assert!(err.to_string().contains("in use by another process"));
+    }
+
+    #[test]
+    fn cas_grows_across_restarts_and_flush_hides_older_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_cas;
+        {
+            let l2 = open(dir.path(), None);
+            let Response::Stored { cas } = l2.inner.exec(&set("a", "1", 0)).unwrap() else {
+                panic!()
+            };
+            first_cas = cas;
+            assert_eq!(
+                l2.inner.exec(&Command::Flush { delay: 0 }).unwrap(),
+                Response::Ok
+            );
+            assert_eq!(l2.inner.exec(&gete("a")).unwrap(), Response::NotFound);
+            l2.inner.exec(&set("b", "2", 0)).unwrap();
+            l2.close();
+        }
+        let l2 = open(dir.path(), None);
+        // The flush is remembered; what came after it is not hidden.
+        assert_eq!(l2.inner.exec(&gete("a")).unwrap(), Response::NotFound);
+        let Response::ValueE { value, expiry } = l2.inner.exec(&gete("b")).unwrap() else {
+            panic!()
+        };
+        assert_eq!((value.flags, expiry, &value.data[..]), (5, 0, &b"2"[..]));
+        assert!(value.cas > first_cas);
+        let Response::Stored { cas } = l2.inner.exec(&set("c", "3", 0)).unwrap() else {
+            panic!()
+        };
+        assert!(cas > value.cas);
+    }
+
+    #[test]
+    fn delayed_flush_takes_effect_at_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let l2 = open(dir.path(), None);
+        l2.inner.exec(&set("a", "1", 0)).unwrap();
+        l2.inner.exec(&Command::Flush { delay: 1 }).unwrap();
+        assert!(matches!(
+            l2.inner.exec(&gete("a")).unwrap(),
+            Response::ValueE { .. }
+        ));
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(l2.inner.exec(&gete("a")).unwrap(), Response::NotFound);
+        l2.inner.exec(&set("a", "2", 0)).unwrap();
+        assert!(matches!(
+            l2.inner.exec(&gete("a")).unwrap(),
+            Response::ValueE { .. }
+        ));
+    }
+
+    #[test]
+    fn expired_records_are_misses_and_compaction_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let l2 = open(dir.path(), None);
+        l2.inner.exec(&set("short", "x", 1)).unwrap();
+        l2.inner.exec(&set("long", "y", 0)).unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(l2.inner.exec(&gete("short")).unwrap(), Response::NotFound);
+        l2.inner.db.flush().unwrap();
+        l2.inner.db.compact_range::<&[u8], &[u8]>(None, None);
+        assert!(l2.inner.db.get(b"short").unwrap().is_none());
+        assert!(l2.inner.db.get(b"long").unwrap().is_some());
+    }
+
+    #[test]
+    fn stores_past_the_disk_bound_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let l2 = open(dir.path(), Some(64 * 1024));
+        let value = "v".repeat(1000);
+        let mut refused = 0;
+        for i in 0..200 {
+            match l2.inner.exec(&set(&format!("k{i}"), &value, 0)).unwrap() {
+                Response::Stored { .. } => {}
+                Response::Error(ErrorReply::OutOfMemory) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(refused > 100, "refused {refused}");
+        assert!(l2.used_bytes() <= 64 * 1024);
+        // Deletes still work at the bound.
+        assert_eq!(
+            l2.inner
+                .exec(&Command::Delete {
+                    key: Bytes::from_static(b"k0"),
+                    cas: 0
+                })
+                .unwrap(),
+            Response::Deleted
+        );
+    }
+}

@@ -1,0 +1,584 @@
+//! What the two-tier policies (`l1-l2` and `l1-l2-batch`) share: L2 is the
+//! source of truth, L1 a cache of whole L2 records that never disagrees
+//! with it. The policies differ only in how they write L1 ([`Policy`]).
+//!
+//! - Writes run under the key's exclusive lock: L2 decides and answers, then
+//!   L1 gets the resulting record (or a delete, or a touch). Without the
+//!   lock two writers could reach L1 in the opposite order from L2.
+//! - Reads ask L1; misses read L2 and back-fill L1 with `add` carrying L2's
+//!   flags and absolute expiry, under the key's shared lock, so a delete
+//!   cannot slip between the L2 read and the back-fill. `flush_all` takes
+//!   every stripe.
+//! - L2's cas is the only cas clients see. L1 keeps it beside the value: an
+//!   L1 item is [`L1_TAG`], the L2 cas (u64, big-endian), then the value, with
+//!   the client's flags. An L1 item without the tag is ignored (a miss).
+//! - A key whose L1 write, delete or touch failed or timed out is *suspect*
+//!   ([`L1Trust`]): reads ignore its L1 copy until an L1 write or delete of
+//!   it succeeds. The L1 client routes every key to one connection, so a
+//!   timed-out write still queued in memcached lands before the later one
+//!   that clears the suspicion.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{answer_locally, backend_failure, ready, Orca, Reply};
+use crate::backend::locks::KeyLocks;
+use crate::backend::record::absolute_exptime;
+use crate::backend::Backend;
+use crate::metrics::Counters;
+use crate::protocol::{Command, ErrorReply, Invalid, Request, Response, StoreMode, Value};
+
+/// First byte of every L1 item a two-tier policy writes.
+pub const L1_TAG: u8 = 0xA5;
+/// Bytes the two-tier policies add to each L1 item.
+pub const L1_HEADER: usize = 9;
+
+/// Suspect keys past this many: distrust all of L1 until it is flushed.
+const MAX_SUSPECTS: usize = 100_000;
+
+/// How a policy writes L1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// The verb that refreshes L1 after an L2 write: `Set` puts every
+    /// written key in L1; `Replace` refreshes only keys already there.
+    pub l1_write: StoreMode,
+    /// Whether read misses back-fill L1.
+    pub backfill: bool,
+}
+
+/// The L1 item for an L2 record's cas and value.
+pub fn wrap(cas: u64, data: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(L1_HEADER + data.len());
+    b.put_u8(L1_TAG);
+    b.put_u64(cas);
+    b.put_slice(data);
+    b.freeze()
+}
+
+/// The cas and value in an L1 item, if a two-tier policy wrote it.
+pub fn unwrap(data: &Bytes) -> Option<(u64, Bytes)> {
+    if data.len() < L1_HEADER || data[0] != L1_TAG {
+        return None;
+    }
+    let mut cas = [0u8; 8];
+    cas.copy_from_slice(&data[1..L1_HEADER]);
+    Some((u64::from_be_bytes(cas), data.slice(L1_HEADER..)))
+}
+
+#[derive(Default)]
+struct TrustState {
+    keys: HashSet<Bytes>,
+    /// Too many suspects, or a failed flush: all of L1 is suspect.
+    all: bool,
+    /// Bumped by every new suspicion, so a recovery flush knows whether it
+    /// covered them all.
+    generation: u64,
+}
+
+/// Which L1 copies may be stale.
+#[derive(Default)]
+pub struct L1Trust {
+    state: Mutex<TrustState>,
+    /// Fast path: nothing is suspect.
+    any: AtomicBool,
+}
+
+impl L1Trust {
+    fn with<T>(&self, f: impl FnOnce(&mut TrustState) -> T) -> T {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let out = f(&mut st);
+        self.any
+            .store(st.all || !st.keys.is_empty(), Ordering::Release);
+        out
+    }
+
+    pub fn is_suspect(&self, key: &[u8]) -> bool {
+        self.any.load(Ordering::Acquire) && self.with(|st| st.all || st.keys.contains(key))
+    }
+
+    pub fn all_suspect(&self) -> bool {
+        self.any.load(Ordering::Acquire) && self.with(|st| st.all)
+    }
+
+    pub fn suspect(&self, key: &Bytes) {
+        self.with(|st| {
+            st.generation += 1;
+            if st.all {
+                return;
+            }
+            if st.keys.len() >= MAX_SUSPECTS {
+                st.all = true;
+                st.keys.clear();
+            } else {
+                st.keys.insert(key.clone());
+            }
+        });
+    }
+
+    pub fn suspect_all(&self) {
+        self.with(|st| {
+            st.generation += 1;
+            st.all = true;
+            st.keys.clear();
+        });
+    }
+
+    pub fn clear(&self, key: &[u8]) {
+        if self.any.load(Ordering::Acquire) {
+            self.with(|st| st.keys.remove(key));
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.with(|st| st.generation)
+    }
+
+    /// L1 was flushed; if nothing became suspect since `generation` was
+    /// read, every suspicion is settled.
+    fn flushed(&self, generation: u64) -> bool {
+        self.with(|st| {
+            if st.generation == generation {
+                st.keys.clear();
+                st.all = false;
+                true
+            } else {
+                false
+            }
+        })
+    }
+}
+
+/// State shared by every connection of both listeners.
+pub struct Shared<B1, B2> {
+    pub l1: B1,
+    pub l2: B2,
+    /// Always on: writes and back-fills take them.
+    pub locks: Arc<KeyLocks>,
+    /// `--locked`: L1 hits take the shared lock too, so no read overlaps a
+    /// write of its key.
+    pub read_locks: bool,
+    pub trust: Arc<L1Trust>,
+    pub counters: Arc<Counters>,
+}
+
+fn now_secs() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The key a write names.
+fn write_key(cmd: &Command) -> Option<&Bytes> {
+    match cmd {
+        Command::Store { key, .. }
+        | Command::Delete { key, .. }
+        | Command::Touch { key, .. }
+        | Command::Arith { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+/// The command with every exptime made absolute, so L2 and L1 expire the
+/// item at the same second.
+fn absolutize(mut cmd: Command, now: u32) -> Command {
+    match &mut cmd {
+        Command::Store { exptime, .. } | Command::Touch { exptime, .. } => {
+            *exptime = absolute_exptime(*exptime, now)
+        }
+        Command::Arith {
+            create: Some((_, exptime)),
+            ..
+        } => *exptime = absolute_exptime(*exptime, now),
+        _ => {}
+    }
+    cmd
+}
+
+impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
+    pub fn new(
+        l1: B1,
+        l2: B2,
+        locks: Arc<KeyLocks>,
+        read_locks: bool,
+        counters: Arc<Counters>,
+    ) -> Arc<Self> {
+        let shared = Arc::new(Shared {
+            l1,
+            l2,
+            locks,
+            read_locks,
+            trust: Arc::new(L1Trust::default()),
+            counters,
+        });
+        tokio::spawn(recover(Arc::downgrade(&shared)));
+        shared
+    }
+
+    async fn run(self: Arc<Self>, policy: Policy, cmd: Command) -> Response {
+        match cmd {
+            // memcached drops the key when a set is refused as too large.
+            Command::Invalid(Invalid::TooLarge { delete: Some(key) }) => {
+                let _ = self.write(policy, Command::Delete { key, cas: 0 }).await;
+                Response::Error(ErrorReply::TooLarge)
+            }
+            Command::Get { keys, touch: None } => self.get(policy, keys).await,
+            Command::Get {
+                keys,
+                touch: Some(exptime),
+            } => self.gat(policy, keys, exptime).await,
+            // GETE: L2 knows the expiry.
+            cmd @ Command::GetE { .. } => match self.l2.call(&cmd).await {
+                Ok(Response::NotFound) => Response::Values(Vec::new()),
+                Ok(r) => r,
+                Err(e) => backend_failure(&e),
+            },
+            cmd @ (Command::Store { .. }
+            | Command::Delete { .. }
+            | Command::Touch { .. }
+            | Command::Arith { .. }) => self.write(policy, cmd).await,
+            Command::Flush { delay } => self.flush(delay).await,
+            // `stats <group>` is memcached's.
+            cmd @ Command::Stats { .. } => match self.l1.call(&cmd).await {
+                Ok(r) => r,
+                Err(e) => backend_failure(&e),
+            },
+            _ => Response::Error(ErrorReply::UnknownCommand),
+        }
+    }
+
+    async fn get(self: Arc<Self>, policy: Policy, keys: Vec<Bytes>) -> Response {
+        let guard = if self.read_locks {
+            Some(self.locks.read(keys.iter().map(|k| &k[..])).await)
+        } else {
+            None
+        };
+        let mut found: HashMap<Bytes, Value> = HashMap::new();
+        let mut l1_failed = self.trust.all_suspect();
+        if !l1_failed {
+            match self
+                .l1
+                .call(&Command::Get {
+                    keys: keys.clone(),
+                    touch: None,
+                })
+                .await
+            {
+                Ok(Response::Values(values)) => {
+                    for v in values {
+                        if let Some((cas, data)) = unwrap(&v.data) {
+                            if !self.trust.is_suspect(&v.key) {
+                                found.insert(
+                                    v.key.clone(),
+                                    Value {
+                                        key: v.key,
+                                        flags: v.flags,
+                                        cas,
+                                        data,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    l1_failed = true;
+                    bump(&self.counters.counts.l1_read_failures);
+                }
+            }
+        }
+        let mut misses: Vec<Bytes> = keys
+            .iter()
+            .filter(|k| !found.contains_key(*k))
+            .cloned()
+            .collect();
+        misses.sort_unstable();
+        misses.dedup();
+        if !misses.is_empty() {
+            let miss_guard = if guard.is_none() {
+                Some(self.locks.read(misses.iter().map(|k| &k[..])).await)
+            } else {
+                None
+            };
+            let lookups = misses
+                .iter()
+                .map(|key| Command::GetE { key: key.clone() })
+                .collect();
+            let replies = match self.l2.call_many(lookups).await {
+                Ok(r) => r,
+                Err(e) => return backend_failure(&e),
+            };
+            let mut backfill = Vec::new();
+            for (key, reply) in misses.into_iter().zip(replies) {
+                bump(&self.counters.counts.l2_gets);
+                if let Response::ValueE { value, expiry } = reply {
+                    bump(&self.counters.counts.l2_get_hits);
+                    if policy.backfill && !l1_failed {
+                        backfill.push((value.clone(), expiry));
+                    }
+                    found.insert(key, value);
+                }
+            }
+            if !backfill.is_empty() {
+                // The reply need not wait; the locks stay held until L1 is
+                // filled.
+                let shared = self.clone();
+                tokio::spawn(async move {
+                    shared.backfill(backfill).await;
+                    drop(miss_guard);
+                    drop(guard);
+                });
+            }
+        }
+        Response::Values(keys.iter().filter_map(|k| found.get(k).cloned()).collect())
+    }
+
+    /// Put L2's records in L1 with `add`, so a write that got there first is
+    /// kept. A suspect key's stale copy is deleted first.
+    async fn backfill(&self, records: Vec<(Value, u32)>) {
+        for (v, expiry) in records {
+            if self.trust.is_suspect(&v.key) {
+                if self.trust.all_suspect() {
+                    return;
+                }
+                match self
+                    .l1
+                    .call(&Command::Delete {
+                        key: v.key.clone(),
+                        cas: 0,
+                    })
+                    .await
+                {
+                    Ok(Response::Deleted | Response::NotFound) => self.trust.clear(&v.key),
+                    _ => continue,
+                }
+            }
+            let add = Command::Store {
+                mode: StoreMode::Add,
+                key: v.key.clone(),
+                flags: v.flags,
+                exptime: i64::from(expiry),
+                cas: 0,
+                value: wrap(v.cas, &v.data),
+            };
+            match self.l1.call(&add).await {
+                Ok(Response::Stored { .. }) => bump(&self.counters.counts.l1_backfills),
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    async fn gat(&self, policy: Policy, keys: Vec<Bytes>, exptime: i64) -> Response {
+        let exptime = absolute_exptime(exptime, now_secs());
+        let _guard = self.locks.write(keys.iter().map(|k| &k[..])).await;
+        let values = match self
+            .l2
+            .call(&Command::Get {
+                keys,
+                touch: Some(exptime),
+            })
+            .await
+        {
+            Ok(Response::Values(v)) => v,
+            Ok(other) => return other,
+            Err(e) => return backend_failure(&e),
+        };
+        for v in &values {
+            self.l1_put(policy, &v.key, v.flags, exptime, v.cas, &v.data)
+                .await;
+        }
+        Response::Values(values)
+    }
+
+    async fn write(&self, policy: Policy, cmd: Command) -> Response {
+        let Some(key) = write_key(&cmd).cloned() else {
+            return Response::Error(ErrorReply::UnknownCommand);
+        };
+        let cmd = absolutize(cmd, now_secs());
+        let _guard = self.locks.write([&key[..]]).await;
+        let resp = match self.l2.call(&cmd).await {
+            Ok(r) => r,
+            Err(e) => return backend_failure(&e),
+        };
+        match (&cmd, &resp) {
+            (
+                Command::Store {
+                    mode: StoreMode::Append | StoreMode::Prepend,
+                    ..
+                },
+                Response::Stored { .. },
+            )
+            | (Command::Arith { .. }, Response::Numeric { .. }) => {
+                self.l1_refresh(policy, &key).await
+            }
+            (
+                Command::Store {
+                    flags,
+                    exptime,
+                    value,
+                    ..
+                },
+                Response::Stored { cas },
+            ) => {
+                self.l1_put(policy, &key, *flags, *exptime, *cas, value)
+                    .await
+            }
+            (Command::Delete { .. }, Response::Deleted | Response::NotFound) => {
+                self.l1_delete(&key).await
+            }
+            (Command::Touch { exptime, .. }, Response::Touched { .. } | Response::NotFound) => {
+                self.l1_touch(&key, *exptime).await
+            }
+            _ => {}
+        }
+        resp
+    }
+
+    /// L1 gets L2's current record of `key` (after append or incr, whose
+    /// result only L2 has in full).
+    async fn l1_refresh(&self, policy: Policy, key: &Bytes) {
+        match self.l2.call(&Command::GetE { key: key.clone() }).await {
+            Ok(Response::ValueE { value, expiry }) => {
+                self.l1_put(
+                    policy,
+                    key,
+                    value.flags,
+                    i64::from(expiry),
+                    value.cas,
+                    &value.data,
+                )
+                .await
+            }
+            _ => self.l1_delete(key).await,
+        }
+    }
+
+    async fn l1_put(
+        &self,
+        policy: Policy,
+        key: &Bytes,
+        flags: u32,
+        exptime: i64,
+        cas: u64,
+        data: &Bytes,
+    ) {
+        let cmd = Command::Store {
+            mode: policy.l1_write,
+            key: key.clone(),
+            flags,
+            exptime,
+            cas: 0,
+            value: wrap(cas, data),
+        };
+        match self.l1.call(&cmd).await {
+            Ok(Response::Stored { .. }) => self.trust.clear(key),
+            // Replace found nothing: L1 holds nothing stale either.
+            Ok(Response::NotStored) if policy.l1_write == StoreMode::Replace => {
+                self.trust.clear(key)
+            }
+            // Refused (too large for memcached, out of memory): drop the
+            // old copy instead.
+            Ok(_) => self.l1_delete(key).await,
+            Err(_) => {
+                bump(&self.counters.counts.l1_write_failures);
+                self.trust.suspect(key);
+            }
+        }
+    }
+
+    async fn l1_delete(&self, key: &Bytes) {
+        let cmd = Command::Delete {
+            key: key.clone(),
+            cas: 0,
+        };
+        match self.l1.call(&cmd).await {
+            Ok(Response::Deleted | Response::NotFound) => self.trust.clear(key),
+            _ => {
+                bump(&self.counters.counts.l1_write_failures);
+                self.trust.suspect(key);
+            }
+        }
+    }
+
+    async fn l1_touch(&self, key: &Bytes, exptime: i64) {
+        let cmd = Command::Touch {
+            key: key.clone(),
+            exptime,
+        };
+        match self.l1.call(&cmd).await {
+            Ok(Response::Touched { .. } | Response::NotFound) => {}
+            // An L1 copy with the old expiry could outlive L2's.
+            _ => {
+                bump(&self.counters.counts.l1_write_failures);
+                self.trust.suspect(key);
+            }
+        }
+    }
+
+    async fn flush(&self, delay: i64) -> Response {
+        let _guard = self.locks.write_all().await;
+        if let Err(e) = self.l2.call(&Command::Flush { delay }).await {
+            return backend_failure(&e);
+        }
+        match self.l1.call(&Command::Flush { delay }).await {
+            Ok(Response::Ok) => {}
+            _ => {
+                bump(&self.counters.counts.l1_write_failures);
+                self.trust.suspect_all();
+            }
+        }
+        Response::Ok
+    }
+}
+
+/// While all of L1 is suspect, flush it every half second until that works;
+/// then L1 is empty and can be trusted again.
+async fn recover<B1: Backend + Clone, B2: Backend + Clone>(shared: Weak<Shared<B1, B2>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(s) = shared.upgrade() else { return };
+        if !s.trust.all_suspect() {
+            continue;
+        }
+        let generation = s.trust.generation();
+        if let Ok(Response::Ok) = s.l1.call(&Command::Flush { delay: 0 }).await {
+            if s.trust.flushed(generation) {
+                tracing::info!(tier = "L1", "L1 flushed and trusted again");
+            }
+        }
+    }
+}
+
+/// A two-tier policy for one client connection.
+pub struct TwoTier<B1, B2> {
+    shared: Arc<Shared<B1, B2>>,
+    policy: Policy,
+}
+
+impl<B1: Backend + Clone, B2: Backend + Clone> TwoTier<B1, B2> {
+    pub fn new(shared: Arc<Shared<B1, B2>>, policy: Policy) -> Self {
+        TwoTier { shared, policy }
+    }
+}
+
+impl<B1: Backend + Clone, B2: Backend + Clone> Orca for TwoTier<B1, B2> {
+    fn orders_by_keys(&self) -> bool {
+        true
+    }
+
+    fn handle(&mut self, req: &Request) -> Reply {
+        if let Some(resp) = answer_locally(req, &self.shared.counters) {
+            return ready(resp);
+        }
+        Box::pin(self.shared.clone().run(self.policy, req.cmd.clone()))
+    }
+}
