@@ -62,14 +62,6 @@ slab_pages() { # "chunk_size:pages ..." for every class with pages
         END { s = ""; for (c in tp) if (tp[c] > 0) s = s (s == "" ? "" : " ") cs[c] ":" tp[c]; print s }' | tr ' ' '\n' | sort -n | paste -sd' '
 }
 outofmemory() { stats "$1" items | awk '$1 == "STAT" && $2 ~ /:outofmemory$/ {n += $3} END {print n + 0}'; }
-rend_stat() { # rend_stat PORT NAME: a counter from rend's stats
-    timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$1; printf "stats\r\nquit\r\n" >&3; cat <&3' _ "$1" \
-        | tr -d '\r' | awk -v k="$2" '$1 == "STAT" && $2 == k {print $3}'
-}
-stop() { # stop PID: end a process this script started, and forget it
-    kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
-    local keep=() q; for q in "${pids[@]}"; do [ "$q" = "$1" ] || keep+=("$q"); done; pids=("${keep[@]}")
-}
 
 out=results/slab_calcification.csv
 echo "target,automove,phase1_value_size,phase1_keys,phase1_evictions,phase2_value_size,phase2_keys,when,phase2_set_errors,phase2_hits,phase2_mismatches,phase2_hit_rate,evictions,outofmemory,slabs_moved,slab_pages,rend_backend_errors" >"$out"
@@ -105,7 +97,7 @@ run() { # run TARGET AUTOMOVE P2_SIZE WITH_PHASE1
         memcached) server="127.0.0.1:$mport" ;;
         rend|rend_chunked)
             local flags=(); [ "$target" = rend_chunked ] && flags=(--chunked)
-            RUST_LOG=warn "$bin/rend" --listen "127.0.0.1:$rport" --l1 "127.0.0.1:$mport" "${flags[@]}" 2>>"$work/rend.log" &
+            RUST_LOG=warn "$bin/rend" --listen "127.0.0.1:$rport" --orca l1-only --l1 "127.0.0.1:$mport" "${flags[@]}" 2>>"$work/rend.log" &
             rend=$!; pids+=("$rend")
             wait_port "$rport"
             server="127.0.0.1:$rport" ;;

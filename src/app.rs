@@ -119,6 +119,9 @@ pub async fn run(
     if let Some((_, stats)) = &chunking {
         let _ = counters.chunks.set(stats.clone());
     }
+    if let Some(l2) = &l2 {
+        let _ = counters.l2.set(Arc::new(l2.clone()));
+    }
     let (make_orca, make_batch): (OrcaFactory, Option<OrcaFactory>) = match (l2.clone(), chunking) {
         (None, None) => {
             let counters = counters.clone();

@@ -56,12 +56,19 @@ counters!(
     l2_get_hits,
 );
 
+/// A part of the proxy with figures of its own for `stats` (L2).
+pub trait StatsSource: Send + Sync {
+    fn stats(&self) -> Vec<(&'static str, u64)>;
+}
+
 /// Counters plus the start time.
 pub struct Counters {
     pub counts: Counts,
     started: Instant,
     /// Chunking's own counters, when values are chunked.
     pub chunks: std::sync::OnceLock<std::sync::Arc<ChunkStats>>,
+    /// L2's figures, in the two-tier modes.
+    pub l2: std::sync::OnceLock<std::sync::Arc<dyn StatsSource>>,
 }
 
 impl Default for Counters {
@@ -70,6 +77,7 @@ impl Default for Counters {
             counts: Counts::default(),
             started: Instant::now(),
             chunks: std::sync::OnceLock::new(),
+            l2: std::sync::OnceLock::new(),
         }
     }
 }
@@ -177,6 +185,14 @@ impl Counters {
                     Bytes::from(v.load(Ordering::Relaxed).to_string()),
                 ));
             }
+        }
+        if let Some(l2) = self.l2.get() {
+            out.extend(l2.stats().into_iter().map(|(k, v)| {
+                (
+                    Bytes::from_static(k.as_bytes()),
+                    Bytes::from(v.to_string()),
+                )
+            }));
         }
         out
     }

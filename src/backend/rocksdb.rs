@@ -44,6 +44,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::rocksdb::compaction_filter::Decision;
+use ::rocksdb::statistics::{StatsLevel, Ticker};
 use ::rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DataBlockIndexType,
     Options, WriteBatch, WriteOptions, DB,
@@ -144,6 +145,8 @@ struct CasClock {
 
 struct Inner {
     db: DB,
+    /// Kept for RocksDB's statistics, which live in the options.
+    db_opts: Mutex<Options>,
     durability: Durability,
     flush: Arc<Flush>,
     cas: CasClock,
@@ -183,7 +186,7 @@ fn now_micros() -> u64 {
 }
 
 fn failed(e: ::rocksdb::Error) -> BackendError {
-    tracing::warn!(tier = "L2", error = %e, "RocksDB call failed");
+    tracing::debug!(tier = "L2", error = %e, "RocksDB call failed");
     BackendError::Storage(Tier::L2, e.into_string())
 }
 
@@ -241,6 +244,10 @@ impl L2 {
         db_opts.set_max_open_files(512);
         db_opts.set_max_total_wal_size(256 << 20);
         db_opts.set_keep_log_file_num(4);
+        // Counters only (no timers or histograms, which cost on every call):
+        // write-stall time for `stats`.
+        db_opts.enable_statistics();
+        db_opts.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
 
         let cfs = vec![
             ColumnFamilyDescriptor::new(::rocksdb::DEFAULT_COLUMN_FAMILY_NAME, items),
@@ -273,6 +280,7 @@ impl L2 {
 
         let inner = Arc::new(Inner {
             db,
+            db_opts: Mutex::new(db_opts),
             durability: opts.durability,
             flush,
             // Everything issued before the restart is below the old ceiling.
@@ -310,6 +318,16 @@ impl L2 {
         self.inner.db.property_int_value(name).ok().flatten()
     }
 
+    /// Microseconds writes were delayed or stopped by RocksDB (write
+    /// stalls) since start.
+    pub fn stall_micros(&self) -> u64 {
+        self.inner
+            .db_opts
+            .lock()
+            .map(|o| o.get_ticker_count(Ticker::StallMicros))
+            .unwrap_or(0)
+    }
+
     /// Bytes counted against `--l2-max-bytes`.
     pub fn used_bytes(&self) -> u64 {
         self.inner.used()
@@ -335,7 +353,16 @@ impl L2 {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BackendError>> + Send>> {
         let inner = self.inner.clone();
         Box::pin(async move {
-            match tokio::task::spawn_blocking(move || f(&inner)).await {
+            let r = tokio::task::spawn_blocking(move || {
+                let r = f(&inner);
+                if let Err(e) = &r {
+                    inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(tier = "L2", error = %e, "L2 call failed");
+                }
+                r
+            })
+            .await;
+            match r {
                 Ok(r) => r,
                 Err(_) => Err(BackendError::Storage(Tier::L2, "L2 task failed".into())),
             }
@@ -571,6 +598,32 @@ impl Inner {
         let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         threads.retain(|t| !t.is_finished());
         threads.push(t);
+    }
+}
+
+impl crate::metrics::StatsSource for L2 {
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let p = |name: &str| self.property(name).unwrap_or(0);
+        let st = &self.inner.stats;
+        vec![
+            ("l2_estimated_keys", p("rocksdb.estimate-num-keys")),
+            ("l2_live_data_bytes", p("rocksdb.estimate-live-data-size")),
+            ("l2_sst_bytes", p("rocksdb.total-sst-files-size")),
+            ("l2_memtable_bytes", p("rocksdb.cur-size-all-mem-tables")),
+            ("l2_used_bytes", self.used_bytes()),
+            ("l2_max_bytes", self.inner.max_bytes.unwrap_or(0)),
+            ("l2_block_cache_bytes", p("rocksdb.block-cache-usage")),
+            (
+                "l2_pending_compaction_bytes",
+                p("rocksdb.estimate-pending-compaction-bytes"),
+            ),
+            ("l2_running_compactions", p("rocksdb.num-running-compactions")),
+            ("l2_write_stall_micros", self.stall_micros()),
+            ("l2_write_stopped", p("rocksdb.is-write-stopped")),
+            ("l2_delayed_write_rate", p("rocksdb.actual-delayed-write-rate")),
+            ("l2_refused_full", st.refused_full.load(Ordering::Relaxed)),
+            ("l2_errors", st.errors.load(Ordering::Relaxed)),
+        ]
     }
 }
 

@@ -582,3 +582,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Orca for TwoTier<B1, B2> {
         Box::pin(self.shared.clone().run(self.policy, req.cmd.clone()))
     }
 }
+
+#[cfg(test)]
+#[path = "two_tier_tests.rs"]
+mod tests;
