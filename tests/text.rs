@@ -10,7 +10,7 @@ use common::{proxy, Conn, Memcached, Rend};
 
 #[test]
 fn every_text_command() {
-    let (_mc, rend) = proxy(&[]);
+    let (mc, rend) = proxy(&[]);
     let mut c = rend.connect();
 
     assert_eq!(c.line(b"set k 5 0 3\r\nabc\r\n"), "STORED\r\n");
@@ -126,6 +126,13 @@ fn every_text_command() {
     ] {
         assert!(stats.contains(field), "stats lacks {field}: {stats}");
     }
+    // `stats l1` is memcached's own `stats`; `stats l1 <group>` its group.
+    let l1 = String::from_utf8(c.req(b"stats l1\r\n", b"END\r\n")).unwrap();
+    assert!(l1.contains(&format!("STAT pid {}\r\n", mc.pid())), "{l1}");
+    assert!(l1.contains("STAT version 1.6.18\r\n"), "{l1}");
+    assert!(l1.contains("STAT curr_items "), "{l1}");
+    let settings = String::from_utf8(c.req(b"stats l1 settings\r\n", b"END\r\n")).unwrap();
+    assert!(settings.contains("STAT item_size_max "), "{settings}");
     assert_eq!(c.line(b"bogus\r\n"), "ERROR\r\n");
     assert_eq!(c.line(b"get\r\n"), "ERROR\r\n");
     assert_eq!(c.line(b"set k 0 0\r\n"), "ERROR\r\n");

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{answer_locally, backend_failure, ready, Orca, Reply};
+use super::{answer_locally, backend_failure, l1_stats, ready, Orca, Reply};
 use crate::backend::Backend;
 use crate::metrics::Counters;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response};
@@ -49,7 +49,10 @@ impl<B: Backend> Orca for L1Only<B> {
             // in this mode.
             Command::GetE { .. } => ready(Response::Error(ErrorReply::UnknownCommand)),
             cmd => {
-                let call = self.l1.call(cmd);
+                let call = match cmd {
+                    Command::Stats { arg } => self.l1.call(&l1_stats(arg)),
+                    cmd => self.l1.call(cmd),
+                };
                 Box::pin(async move {
                     match call.await {
                         Ok(resp) => resp,

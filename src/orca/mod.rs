@@ -63,6 +63,18 @@ pub(crate) fn answer_locally(req: &Request, counters: &Counters) -> Option<Respo
     })
 }
 
+/// What to ask memcached for a `stats <arg>`: `stats l1` is memcached's own
+/// `stats`, `stats l1 <group>` its `stats <group>`; any other group goes to
+/// memcached as it is.
+pub(crate) fn l1_stats(arg: &Option<Bytes>) -> Command {
+    let arg = match arg.as_deref() {
+        Some(b"l1") => None,
+        Some(a) if a.starts_with(b"l1 ") => Some(Bytes::copy_from_slice(a[3..].trim_ascii())),
+        other => other.map(Bytes::copy_from_slice),
+    };
+    Command::Stats { arg }
+}
+
 /// A tier failure as the client sees it: `SERVER_ERROR <tier> <what>`
 /// (binary: status 0x86 with the same text).
 pub(crate) fn backend_failure(e: &BackendError) -> Response {

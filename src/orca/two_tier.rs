@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{answer_locally, backend_failure, ready, Orca, Reply};
+use super::{answer_locally, backend_failure, l1_stats, ready, Orca, Reply};
 use crate::backend::locks::KeyLocks;
 use crate::backend::record::absolute_exptime;
 use crate::backend::Backend;
@@ -247,7 +247,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             | Command::Arith { .. }) => self.write(policy, cmd).await,
             Command::Flush { delay } => self.flush(delay).await,
             // `stats <group>` is memcached's.
-            cmd @ Command::Stats { .. } => match self.l1.call(&cmd).await {
+            Command::Stats { arg } => match self.l1.call(&l1_stats(&arg)).await {
                 Ok(r) => r,
                 Err(e) => backend_failure(&e),
             },
