@@ -304,6 +304,29 @@ fn first_key(cmd: &Command) -> Option<&[u8]> {
 
 impl Backend for Keyed {
     fn call(&self, cmd: &Command) -> BackendFuture {
+        if let Command::Flush { .. } = cmd {
+            // On every connection, so the flush lands after whatever is
+            // still queued on any of them (a write that timed out).
+            let calls: Vec<BackendFuture> = (0..self.pool.conns.len())
+                .map(|index| {
+                    Lane {
+                        pool: self.pool.clone(),
+                        index,
+                    }
+                    .call(cmd)
+                })
+                .collect();
+            return Box::pin(async move {
+                let mut last = Ok(Response::Ok);
+                for c in calls {
+                    match c.await {
+                        Ok(Response::Ok) => {}
+                        other => last = other,
+                    }
+                }
+                last
+            });
+        }
         self.lane(first_key(cmd)).call(cmd)
     }
 

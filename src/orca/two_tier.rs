@@ -19,7 +19,7 @@
 //!   that clears the suspicion.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -163,6 +163,9 @@ pub struct Shared<B1, B2> {
     pub read_locks: bool,
     pub trust: Arc<L1Trust>,
     pub counters: Arc<Counters>,
+    /// The time (Unix seconds) of a delayed flush_all still to come, 0 for
+    /// none: a recovery flush of L1 must not forget it.
+    flush_at: AtomicU64,
 }
 
 fn now_secs() -> u32 {
@@ -218,6 +221,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             read_locks,
             trust: Arc::new(L1Trust::default()),
             counters,
+            flush_at: AtomicU64::new(0),
         });
         tokio::spawn(recover(Arc::downgrade(&shared)));
         shared
@@ -372,7 +376,12 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             match self.l1.call(&add).await {
                 Ok(Response::Stored { .. }) => bump(&self.counters.counts.l1_backfills),
                 Ok(_) => {}
-                Err(_) => return,
+                // The add may still land later: the copy is suspect.
+                Err(_) => {
+                    bump(&self.counters.counts.l1_write_failures);
+                    self.trust.suspect(&v.key);
+                    return;
+                }
             }
         }
     }
@@ -529,6 +538,12 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         if let Err(e) = self.l2.call(&Command::Flush { delay }).await {
             return backend_failure(&e);
         }
+        let now = now_secs();
+        let at = match absolute_exptime(delay, now) {
+            at if at > i64::from(now) => u64::try_from(at).unwrap_or(0),
+            _ => 0,
+        };
+        self.flush_at.store(at, Ordering::Release);
         match self.l1.call(&Command::Flush { delay }).await {
             Ok(Response::Ok) => {}
             _ => {
@@ -541,7 +556,8 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
 }
 
 /// While all of L1 is suspect, flush it every half second until that works;
-/// then L1 is empty and can be trusted again.
+/// then L1 is empty and can be trusted again. A delayed flush_all still to
+/// come is sent again, so L1 drops what L2 will drop at that time.
 async fn recover<B1: Backend + Clone, B2: Backend + Clone>(shared: Weak<Shared<B1, B2>>) {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -550,10 +566,23 @@ async fn recover<B1: Backend + Clone, B2: Backend + Clone>(shared: Weak<Shared<B
             continue;
         }
         let generation = s.trust.generation();
-        if let Ok(Response::Ok) = s.l1.call(&Command::Flush { delay: 0 }).await {
-            if s.trust.flushed(generation) {
-                tracing::info!(tier = "L1", "L1 flushed and trusted again");
+        if !matches!(
+            s.l1.call(&Command::Flush { delay: 0 }).await,
+            Ok(Response::Ok)
+        ) {
+            continue;
+        }
+        let at = s.flush_at.load(Ordering::Acquire);
+        if at > u64::from(now_secs()) {
+            let delayed = Command::Flush {
+                delay: i64::try_from(at).unwrap_or(0),
+            };
+            if !matches!(s.l1.call(&delayed).await, Ok(Response::Ok)) {
+                continue;
             }
+        }
+        if s.trust.flushed(generation) {
+            tracing::info!(tier = "L1", "L1 flushed and trusted again");
         }
     }
 }
