@@ -290,6 +290,57 @@ impl Keyed {
     }
 }
 
+impl Keyed {
+    /// A multi-get split by connection, so each key is read on the
+    /// connection its writes use (after any write of it still queued);
+    /// hits come back in the order of `keys`.
+    fn get_by_lanes(&self, keys: &[Bytes], touch: Option<i64>) -> BackendFuture {
+        let lanes: Vec<usize> = keys.iter().map(|k| self.lane(Some(k)).index).collect();
+        let mut groups: Vec<(usize, Vec<Bytes>)> = Vec::new();
+        for (key, &lane) in keys.iter().zip(&lanes) {
+            match groups.iter_mut().find(|(l, _)| *l == lane) {
+                Some((_, ks)) => ks.push(key.clone()),
+                None => groups.push((lane, vec![key.clone()])),
+            }
+        }
+        if groups.len() == 1 {
+            return self.lane(keys.first().map(|k| &k[..])).call(&Command::Get {
+                keys: keys.to_vec(),
+                touch,
+            });
+        }
+        let calls: Vec<(usize, BackendFuture)> = groups
+            .into_iter()
+            .map(|(index, keys)| {
+                let lane = Lane {
+                    pool: self.pool.clone(),
+                    index,
+                };
+                (index, lane.call(&Command::Get { keys, touch }))
+            })
+            .collect();
+        let keys = keys.to_vec();
+        Box::pin(async move {
+            let mut hits: Vec<(usize, VecDeque<Value>)> = Vec::new();
+            for (index, call) in calls {
+                match call.await? {
+                    Response::Values(v) => hits.push((index, v.into())),
+                    other => return Ok(other),
+                }
+            }
+            let mut out = Vec::new();
+            for (key, lane) in keys.iter().zip(lanes) {
+                if let Some((_, q)) = hits.iter_mut().find(|(l, _)| *l == lane) {
+                    if q.front().is_some_and(|v| v.key == *key) {
+                        out.extend(q.pop_front());
+                    }
+                }
+            }
+            Ok(Response::Values(out))
+        })
+    }
+}
+
 fn first_key(cmd: &Command) -> Option<&[u8]> {
     match cmd {
         Command::Get { keys, .. } => keys.first().map(|k| &k[..]),
@@ -326,6 +377,11 @@ impl Backend for Keyed {
                 }
                 last
             });
+        }
+        if let Command::Get { keys, touch } = cmd {
+            if keys.len() > 1 {
+                return self.get_by_lanes(keys, *touch);
+            }
         }
         self.lane(first_key(cmd)).call(cmd)
     }

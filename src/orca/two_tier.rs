@@ -444,9 +444,11 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             (Command::Delete { .. }, Response::Deleted | Response::NotFound) => {
                 self.l1_delete(&key).await
             }
-            (Command::Touch { exptime, .. }, Response::Touched { .. } | Response::NotFound) => {
+            (Command::Touch { exptime, .. }, Response::Touched { .. }) => {
                 self.l1_touch(&key, *exptime).await
             }
+            // L2 has no such item, so L1 must not have one either.
+            (Command::Touch { .. }, Response::NotFound) => self.l1_delete(&key).await,
             _ => {}
         }
         resp

@@ -1353,7 +1353,15 @@ async fn touch_reaches_l1_whatever_l2_answers_and_the_reply_follows_l2() {
             key: b("k"),
             exptime: e,
         };
-        assert_eq!(log, vec![(Tier::L2, touch.clone()), (Tier::L1, touch)]);
+        // A touch L2 missed deletes L1's copy: L2 holds no such item.
+        let l1 = match l2_says {
+            Response::NotFound => Command::Delete {
+                key: b("k"),
+                cas: 0,
+            },
+            _ => touch.clone(),
+        };
+        assert_eq!(log, vec![(Tier::L2, touch), (Tier::L1, l1)]);
     }
 }
 
