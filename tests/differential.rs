@@ -9,6 +9,22 @@
 //! the allow-list below, which is the executable form of DESIGN §2's list of
 //! deliberate differences.
 //!
+//! Two-tier (`Mode`): the same stream against rend `--orca l1-l2` (L2 in a
+//! temp dir, memcached B its L1), on its main port (plain and `--chunked`) and
+//! on its batch port (l1-l2-batch). The test flushes memcached B directly
+//! every `L1_FLUSH_EVERY` commands, so L2 really serves reads (DESIGN §8), and
+//! asserts from rend's `stats` that it did (`l2_get_hits` > 0). The replies
+//! must still match the reference's: the tiers are rend's business. rend's
+//! cas values are then L2's (time-based, large), which the bijection
+//! compares as well as memcached's: each cas rend shows must pair one to one
+//! with the reference's, so a cas that changes (or not) where memcached's
+//! does not (or does) fails, and a stale or current cas sent to rend is the
+//! counterpart of the one sent to the reference, so cas acceptance and
+//! rejection are compared too, also across L1 flushes and back-fills.
+//! What changes with the mode is where rend, not memcached, decides what is
+//! too large (`Run::value_limit`), and GETE, which l1-l2 serves from L2
+//! (`Handling::ComparedAsGet`).
+//!
 //! Framing: each side has one text and one binary connection. Replies are
 //! parsed to know where they end: text by the request (VALUE blocks up to
 //! END, one line otherwise); a text request that should answer nothing
@@ -66,8 +82,12 @@ use rand::{Rng, SeedableRng};
 //                       version string" (1.6.18-rend-<semver>)   rend: VERSION 1.6.18-rend-…
 //  ProxyStats          "… stats with the proxy's counters"      sent to both, not compared;
 //                                                                rend: its own pid and version
-//  GetE                "… GETE/GETEQ" (l1-only answers 0x81)     not sent to the reference
-//                                                                (memcached loses sync on it)
+//  GetE                "… GETE/GETEQ" (l1-only answers 0x81;     l1-only: not sent to the reference
+//                       §3: l1-l2 answers from L2)               (memcached loses sync on it);
+//                                                                l1-l2: the reference gets the
+//                                                                same packet as GET/GETQ, rend's
+//                                                                reply (its expiry checked, then
+//                                                                cut from its extras) compared
 //  BinaryVerbosity     "Binary: every opcode memcached 1.6      not sent to the reference
 //                       serves (… verbosity …)": 1.6.18 does     (1.6.18 treats 0x1b as unknown
 //                       not implement 0x1b                       and loses sync); rend: OK
@@ -79,7 +99,13 @@ use rand::{Rng, SeedableRng};
 //   Limit               chunked mode" (only with --chunked;      the key is deleted on both sides;
 //                       the one predicate that also looks at     rend: a storage outcome (STORED
 //                       the test's bound on the value a key      for a set), never "too large";
-//                       may hold, for append/prepend)            reference: too large/NOT_STORED/…
+//                       may hold, for append/prepend); and       reference: too large/NOT_STORED/…
+//                       l1-l2: "--max-item-size counts value
+//                       bytes" + "a value L2 accepts but L1
+//                       refuses is stored in L2 only" (§2), so
+//                       rend's flat 1,048,516-byte limit takes
+//                       what memcached refuses for a longer key
+//                       or nonzero flags
 // ============================================================================
 
 /// One deliberate difference: a named predicate on requests.
@@ -110,10 +136,11 @@ enum Allowed {
     /// carries extras or a key (with only a value, memcached stays in step and
     /// the replies are compared).
     UnknownBinaryOpcode,
-    /// Chunked mode only: a storage request whose item memcached -I 1m would
-    /// refuse as too large while rend's chunked limit (1 MiB of value) takes
-    /// it: the data block alone, or (append/prepend) the data block plus the
-    /// largest value the key may hold (`Run::len_bound`). See
+    /// Chunked or l1-l2 mode only: a storage request whose item memcached
+    /// -I 1m would refuse as too large while rend's own limit (1 MiB of value
+    /// chunked, 1,048,516 bytes of value in l1-l2 whatever the key and flags)
+    /// takes it: the data block alone, or (append/prepend) the data block
+    /// plus the largest value the key may hold (`Run::len_bound`). See
     /// `Run::above_memcached_limit`.
     AboveMemcachedLimit,
 }
@@ -132,6 +159,11 @@ enum Handling {
     /// Sent to both; replies not compared but checked; then the key is
     /// deleted on both sides, so that both go on from one state.
     NotComparedThenDropped,
+    /// l1-l2 GETE/GETEQ: the reference gets the same packet as GET/GETQ
+    /// (memcached has no GETE); rend's reply is checked (GETE's opcode, an
+    /// expiry that has not passed), then compared with the reference's as the
+    /// GET reply it contains (opcode GET/GETQ, extras cut to the flags).
+    ComparedAsGet,
 }
 
 impl Allowed {
@@ -160,12 +192,13 @@ impl Allowed {
             Allowed::GetE => "§2: things memcached does not have: GETE/GETEQ",
             Allowed::UnknownBinaryOpcode => "§2: things memcached does not have: unknown binary opcodes answered 0x81, body swallowed, connection kept",
             Allowed::BinaryVerbosity => "§2 Binary: verbosity is served (memcached 1.6.18 lacks 0x1b)",
-            Allowed::AboveMemcachedLimit => "§2: things memcached does not have: values above memcached's limit in chunked mode",
+            Allowed::AboveMemcachedLimit => "§2: things memcached does not have: values above memcached's limit in chunked mode; in l1-l2 the limit counts value bytes only and L2 keeps what L1 refuses",
         }
     }
 
-    fn handling(self) -> Handling {
+    fn handling(self, mode: Mode) -> Handling {
         match self {
+            Allowed::GetE if mode.two_tier() => Handling::ComparedAsGet,
             Allowed::SwallowedDataBlock => Handling::DataBlockWithheld,
             Allowed::VersionString | Allowed::ProxyStats => Handling::NotCompared,
             Allowed::AboveMemcachedLimit => Handling::NotComparedThenDropped,
@@ -257,6 +290,7 @@ impl Allowed {
     /// request (including the sync or NOOP reply that followed it).
     fn check_rend(
         self,
+        mode: Mode,
         step: &Step,
         reply: &[u8],
         closed: bool,
@@ -351,6 +385,7 @@ impl Allowed {
                 }
                 Ok(())
             }
+            Allowed::GetE if mode.two_tier() => check_gete(step, reply),
             Allowed::GetE | Allowed::UnknownBinaryOpcode | Allowed::BinaryVerbosity => {
                 let p = packets(reply);
                 let h = Header::parse(&step.req_r).ok_or("no header")?;
@@ -410,6 +445,98 @@ impl Allowed {
             _ => Ok(()),
         }
     }
+}
+
+/// l1-l2: rend's reply to a GETE/GETEQ (then the NOOP's): GETE's opcode and
+/// the request's opaque; a hit carries 8 bytes of extras, flags then an
+/// absolute expiry that is 0 (never) or not yet past; a miss is GETE's
+/// "Not found", or nothing for GETEQ. The value itself is compared with the
+/// reference's GET reply (`gete_as_get`).
+fn check_gete(step: &Step, reply: &[u8]) -> Result<(), String> {
+    let h = Header::parse(&step.req_r).ok_or("no header")?;
+    let p = packets(reply);
+    let bad = |why: &str| Err(format!("{why}: rend answered {}", show(reply)));
+    let in_step = p
+        .last()
+        .is_some_and(|l| l.opcode == op::NOOP && l.opaque == NOOP_OPAQUE);
+    if !in_step || p.len() > 2 {
+        return bad("not one reply, then the NOOP's");
+    }
+    if p.len() == 1 {
+        return if h.opcode == op::GETEQ {
+            Ok(())
+        } else {
+            bad("GETE answered nothing")
+        };
+    }
+    let f = &p[0];
+    if f.magic != 0x81 || f.opcode != h.opcode || f.opaque != h.opaque {
+        return bad("not GETE's reply");
+    }
+    match f.status {
+        0 => {
+            let head = Header::parse(reply).ok_or("no header")?;
+            let extras = reply.get(24..24 + head.extlen).unwrap_or(&[]);
+            if extras.len() != 8 || head.keylen != 0 {
+                return bad("a hit without 8 bytes of extras (or with a key)");
+            }
+            let expiry = u32::from_be_bytes(extras[4..8].try_into().expect("4 bytes"));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if expiry != 0 && u64::from(expiry) < now {
+                return bad("an expiry already past");
+            }
+            Ok(())
+        }
+        1 if h.opcode == op::GETE => Ok(()),
+        _ => bad("unexpected status"),
+    }
+}
+
+/// GETE/GETEQ as the GET/GETQ memcached serves (same opaque and key).
+fn gete_as_get(req: &[u8]) -> Vec<u8> {
+    let mut out = req.to_vec();
+    out[1] = if out[1] == op::GETEQ {
+        op::GETQ
+    } else {
+        op::GET
+    };
+    out
+}
+
+/// rend's GETE/GETEQ reply as the GET/GETQ reply it contains: opcode
+/// GET/GETQ, extras cut to the flags (the expiry was checked by
+/// `check_gete`); other packets unchanged.
+fn gete_reply_as_get(reply: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(reply.len());
+    let mut at = 0;
+    while let Some(h) = Header::parse(&reply[at..]) {
+        let end = (at + 24 + h.bodylen).min(reply.len());
+        let mut head = reply[at..at + 24].to_vec();
+        let body = &reply[at + 24..end];
+        if matches!(h.opcode, op::GETE | op::GETEQ) {
+            head[1] = if h.opcode == op::GETEQ {
+                op::GETQ
+            } else {
+                op::GET
+            };
+            if h.extlen == 8 && body.len() >= 8 {
+                head[4] = 4;
+                head[8..12].copy_from_slice(&((h.bodylen - 4) as u32).to_be_bytes());
+                out.extend_from_slice(&head);
+                out.extend_from_slice(&body[..4]);
+                out.extend_from_slice(&body[8..]);
+                at = end;
+                continue;
+            }
+        }
+        out.extend_from_slice(&head);
+        out.extend_from_slice(body);
+        at = end;
+    }
+    out.extend_from_slice(&reply[at..]);
+    out
 }
 
 /// What a storage request's reply said.
@@ -479,6 +606,12 @@ fn memcached_item_size(key_len: usize, flags: bool, value_len: usize) -> usize {
 
 /// rend's value limit with --chunked (its default).
 const CHUNKED_MAX_VALUE: usize = 1 << 20;
+/// rend's value limit without --chunked (its default, DESIGN §2: what
+/// memcached -I 1m stores for a 1-byte key and flags 0). It counts value
+/// bytes only; in l1-l2 L2 applies it, so a value memcached would refuse for
+/// its longer key or nonzero flags is kept in L2 (§2: "a value L2 accepts but
+/// L1 refuses is stored in L2 only and served from there").
+const PLAIN_MAX_VALUE: usize = 1_048_516;
 
 /// The opcodes memcached 1.6.18's binary dispatch knows (SASL included: it
 /// answers them even without SASL support); everything else is "unknown".
@@ -1047,7 +1180,35 @@ fn exchange(conn: &mut Conn, bytes: &[u8], shape: Shape, expect_close: bool) -> 
     }
 }
 
+/// How rend runs in front of its memcached ("B").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// `--orca l1-only`: memcached B holds the items.
+    L1Only,
+    /// `--orca l1-l2` with L2 in a temp dir: L2 holds the items, memcached B
+    /// the hot subset (its items wrapped with L2's cas, DESIGN §3).
+    L1L2,
+    /// The same rend, the stream sent to its batch port (l1-l2-batch: L1 is
+    /// only refreshed with replace, reads never back-fill it).
+    L1L2Batch,
+}
+
+impl Mode {
+    fn two_tier(self) -> bool {
+        self != Mode::L1Only
+    }
+
+    /// A client of the port this mode talks to.
+    fn connect(self, rend: &Rend) -> Conn {
+        match self {
+            Mode::L1L2Batch => rend.connect_batch(),
+            Mode::L1Only | Mode::L1L2 => rend.connect(),
+        }
+    }
+}
+
 struct Run<'a> {
+    mode: Mode,
     mc_a: &'a Memcached,
     mc_b: &'a Memcached,
     rend: &'a Rend,
@@ -1072,8 +1233,12 @@ struct Run<'a> {
     wraps: usize,
     floors: usize,
     fired: BTreeMap<Allowed, usize>,
-    /// rend runs with --chunked (`Allowed::AboveMemcachedLimit` applies).
+    /// rend runs with --chunked.
     chunked: bool,
+    /// rend's own value limit, where rend rather than memcached decides what
+    /// is too large (--chunked, or l1-l2): `Allowed::AboveMemcachedLimit`
+    /// applies.
+    value_limit: Option<usize>,
     /// An upper bound on the length of the value each key may hold (on
     /// either side); absent: 0.
     len_bound: HashMap<Vec<u8>, usize>,
@@ -1083,19 +1248,20 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(mc_a: &'a Memcached, mc_b: &'a Memcached, rend: &'a Rend) -> Run<'a> {
+    fn new(mode: Mode, mc_a: &'a Memcached, mc_b: &'a Memcached, rend: &'a Rend) -> Run<'a> {
         let mut keys: Vec<Vec<u8>> = (0..37).map(|i| format!("key{i}").into_bytes()).collect();
         keys.push(b"z".to_vec());
         keys.push(b"tab\tkey".to_vec());
         keys.push(vec![b'l'; 250]);
         Run {
+            mode,
             mc_a,
             mc_b,
             rend,
             a_text: mc_a.connect(),
             a_bin: mc_a.connect(),
-            r_text: rend.connect(),
-            r_bin: rend.connect(),
+            r_text: mode.connect(rend),
+            r_bin: mode.connect(rend),
             rng: StdRng::seed_from_u64(env_or("DIFF_SEED", SEED)),
             keys,
             fwd: HashMap::from([(0, 0)]),
@@ -1109,6 +1275,7 @@ impl<'a> Run<'a> {
             floors: 0,
             fired: BTreeMap::new(),
             chunked: false,
+            value_limit: None,
             len_bound: HashMap::new(),
             mix: BTreeMap::new(),
             recent: VecDeque::new(),
@@ -1120,11 +1287,11 @@ impl<'a> Run<'a> {
         match proto {
             Proto::Text => {
                 self.a_text = self.mc_a.connect();
-                self.r_text = self.rend.connect();
+                self.r_text = self.mode.connect(self.rend);
             }
             Proto::Binary => {
                 self.a_bin = self.mc_a.connect();
-                self.r_bin = self.rend.connect();
+                self.r_bin = self.mode.connect(self.rend);
             }
         }
     }
@@ -1208,9 +1375,10 @@ impl<'a> Run<'a> {
         if let Some(a) = allowed {
             *self.fired.entry(a).or_default() += 1;
         }
-        let handling = allowed.map(Allowed::handling);
+        let handling = allowed.map(|a| a.handling(self.mode));
         let to_ref = match handling {
             Some(Handling::NotSentToReference) => None,
+            Some(Handling::ComparedAsGet) => Some(step.wire(&gete_as_get(&step.req_a))),
             Some(Handling::DataBlockWithheld) => {
                 assert_eq!(
                     step.shape,
@@ -1239,7 +1407,9 @@ impl<'a> Run<'a> {
         let r = exchange(cr, &to_rend, step.shape, step.closes);
 
         if let Some(allowed) = allowed {
-            if let Err(e) = allowed.check_rend(&step, &r.reply, r.closed, self.rend.pid()) {
+            if let Err(e) =
+                allowed.check_rend(self.mode, &step, &r.reply, r.closed, self.rend.pid())
+            {
                 self.fail(
                     i,
                     &step,
@@ -1248,7 +1418,7 @@ impl<'a> Run<'a> {
                     &r,
                 );
             }
-            if let (Some(a), Handling::NotCompared) = (&a, allowed.handling()) {
+            if let (Some(a), Handling::NotCompared) = (&a, allowed.handling(self.mode)) {
                 if let Err(e) = allowed.check_reference(&step, &a.reply) {
                     self.fail(i, &step, &format!("{allowed:?}: {e}"), Some(a), &r);
                 }
@@ -1258,6 +1428,15 @@ impl<'a> Run<'a> {
             let a = a.as_ref().expect("sent to the reference");
             self.compare(i, &step, a, &r);
             self.note_arith_result(&step, &a.reply);
+        } else if handling == Some(Handling::ComparedAsGet) {
+            let a = a.as_ref().expect("sent to the reference");
+            let r = Outcome {
+                reply: gete_reply_as_get(&r.reply),
+                extra: r.extra,
+                closed: r.closed,
+                incomplete: r.incomplete,
+            };
+            self.compare(i, &step, a, &r);
         } else {
             // Not compared: both sides must still be in step.
             let bad =
@@ -1292,7 +1471,7 @@ impl<'a> Run<'a> {
     /// different values under it.
     fn drop_key(&mut self, key: &[u8]) {
         let req = bin_req(op::DELETE, 0, 0, &[], key, &[]);
-        for mut conn in [self.mc_a.connect(), self.rend.connect()] {
+        for mut conn in [self.mc_a.connect(), self.mode.connect(self.rend)] {
             conn.send(&req);
             let p = conn.packet();
             assert!(matches!(p.status, 0 | 1), "dropping {}: {p:?}", show(key));
@@ -1302,23 +1481,24 @@ impl<'a> Run<'a> {
         self.big.remove(key);
     }
 
-    /// Chunked mode: the key of a storage request whose item memcached -I 1m
-    /// would refuse as too large while rend's chunked limit takes it (the
-    /// data block alone; for append/prepend also the data block plus the
-    /// key's `len_bound`, sized with flags since memcached sizes the joined
-    /// item with the stored item's flags, which the test does not track).
+    /// Where rend has its own value limit (`value_limit`): the key of a
+    /// storage request whose item memcached -I 1m would refuse as too large
+    /// while rend's limit takes it (the data block alone; for append/prepend
+    /// also the data block plus the key's `len_bound`, sized with flags since
+    /// memcached sizes the joined item with the stored item's flags, which
+    /// the test does not track).
     fn above_memcached_limit(&self, step: &Step) -> Option<Vec<u8>> {
-        if !self.chunked || step.closes {
+        let limit = self.value_limit?;
+        if step.closes {
             return None;
         }
         let over = |key: &[u8], flags: bool, n: usize| {
-            n <= CHUNKED_MAX_VALUE && memcached_item_size(key.len(), flags, n) > MEMCACHED_ITEM_MAX
+            n <= limit && memcached_item_size(key.len(), flags, n) > MEMCACHED_ITEM_MAX
         };
         // The joined value is somewhere in n..=n + bound.
         let joined_over = |key: &[u8], n: usize| {
             let bound = self.len_bound.get(key).copied().unwrap_or(0);
-            n <= CHUNKED_MAX_VALUE
-                && memcached_item_size(key.len(), true, n + bound) > MEMCACHED_ITEM_MAX
+            n <= limit && memcached_item_size(key.len(), true, n + bound) > MEMCACHED_ITEM_MAX
         };
         let (key, hit) = match step.proto {
             Proto::Text => {
@@ -2645,12 +2825,14 @@ impl<'a> Run<'a> {
                 "bin gete",
                 bin_req(op::GETE, o, 0, &[], &key, &[]),
                 Shape::UntilNoop,
-            ),
+            )
+            .with_key(&key),
             4 => Step::binary(
                 "bin geteq",
                 bin_req(op::GETEQ, o, 0, &[], &key, &[]),
                 Shape::UntilNoop,
-            ),
+            )
+            .with_key(&key),
             5 => Step::binary(
                 "bin unknown 0x30 with key",
                 bin_req(0x30, o, 0, &[], &key, b"value"),
@@ -2675,6 +2857,25 @@ fn differential_against_memcached() {
     differential(&[]);
 }
 
+/// l1-l2 (DESIGN §8): the same stream; memcached B (rend's L1) is flushed
+/// directly every `L1_FLUSH_EVERY` commands, so L2 really serves reads.
+#[test]
+fn differential_against_memcached_l1_l2() {
+    differential_in(Mode::L1L2, &[]);
+}
+
+#[test]
+fn differential_against_memcached_l1_l2_chunked() {
+    differential_in(Mode::L1L2, &["--chunked"]);
+}
+
+/// The batch port (l1-l2-batch) of the same rend: L1 is never back-filled, so
+/// nearly every read is L2's.
+#[test]
+fn differential_against_memcached_l1_l2_batch_port() {
+    differential_in(Mode::L1L2Batch, &[]);
+}
+
 #[test]
 fn differential_against_memcached_chunked() {
     differential(&["--chunked"]);
@@ -2685,31 +2886,67 @@ fn differential_against_memcached_chunked_tiny_chunks() {
     differential(&["--chunked", "--chunk-size", "8"]);
 }
 
+/// The prologues' storage requests: a text command line ending in its
+/// `<bytes>` `n` (then n value bytes), and a binary request on key "z".
+fn prologue_text(line: &str, n: usize) -> Step {
+    let mut req = format!("{line} {n}\r\n").into_bytes();
+    req.extend(std::iter::repeat_n(b'v', n));
+    req.extend_from_slice(b"\r\n");
+    Step::text(format!("prologue: {line} {n}"), req, Shape::Line)
+}
+
+fn prologue_binary(opcode: u8, flags: Option<u32>, n: usize) -> Step {
+    let extras = flags.map(|f| set_extras(f, 0)).unwrap_or_default();
+    let req = bin_req(opcode, 7, 0, &extras, b"z", &vec![b'w'; n]);
+    let shape = if op::is_quiet(opcode) {
+        Shape::UntilNoop
+    } else {
+        Shape::Packet
+    };
+    Step::binary(
+        format!("prologue: bin {} {n}", op::name(opcode)),
+        req,
+        shape,
+    )
+    .with_key(b"z")
+}
+
+/// l1-l2 without chunking: storage requests at rend's value limit (1,048,516
+/// bytes, DESIGN §2), where memcached's item limit depends on the key's
+/// length and the flags and rend's does not; run before the random stream.
+/// A value at the limit does not fit memcached B with L1's 9-byte cas header:
+/// L2 alone keeps it and serves it.
+fn l1_l2_prologue() -> Vec<Step> {
+    let text = prologue_text;
+    let binary = prologue_binary;
+    let long_key = format!("set {} 0 0", "l".repeat(250));
+    vec![
+        // At the limit, 1-byte key, flags 0: both store; read back (from L2).
+        text("set z 0 0", PLAIN_MAX_VALUE),
+        Step::text("prologue: get z", b"get z\r\n".to_vec(), Shape::Values),
+        Step::text("prologue: gets z", b"gets z\r\n".to_vec(), Shape::Values),
+        // Past it: both refuse.
+        text("set z 0 0", PLAIN_MAX_VALUE + 1),
+        binary(op::ADD, Some(0), PLAIN_MAX_VALUE + 1),
+        // memcached refuses for the flags or the key length; rend stores.
+        text("set z 1 0", PLAIN_MAX_VALUE),
+        binary(op::SET, Some(1), 1_048_513),
+        text(&long_key, 1_048_300),
+        // Within both limits with flags; then joined past memcached's.
+        text("set z 5 0", 1_048_510),
+        text("append z 0 0", 4),
+        // Joined past rend's limit too: both refuse.
+        text("set z 0 0", 1_048_500),
+        text("append z 0 0", 60),
+    ]
+}
+
 /// Chunked mode: storage requests on both sides of memcached's item limit
 /// (a 1-byte key takes 1,048,516 value bytes, 1,048,512 with flags), run
 /// before the random stream.
 fn chunked_prologue() -> Vec<Step> {
-    let text = |line: &str, n: usize| {
-        let mut req = format!("{line} {n}\r\n").into_bytes();
-        req.extend(std::iter::repeat_n(b'v', n));
-        req.extend_from_slice(b"\r\n");
-        Step::text(format!("prologue: {line} {n}"), req, Shape::Line)
-    };
-    let binary = |opcode: u8, flags: Option<u32>, n: usize| {
-        let extras = flags.map(|f| set_extras(f, 0)).unwrap_or_default();
-        let req = bin_req(opcode, 7, 0, &extras, b"z", &vec![b'w'; n]);
-        let shape = if op::is_quiet(opcode) {
-            Shape::UntilNoop
-        } else {
-            Shape::Packet
-        };
-        Step::binary(
-            format!("prologue: bin {} {n}", op::name(opcode)),
-            req,
-            shape,
-        )
-        .with_key(b"z")
-    };
+    let text = prologue_text;
+    let binary = prologue_binary;
     let get = Step::text("prologue: get z", b"get z\r\n".to_vec(), Shape::Values);
     vec![
         // Above: rend stores, memcached refuses.
@@ -2726,19 +2963,58 @@ fn chunked_prologue() -> Vec<Step> {
     ]
 }
 
-/// The seeded stream against rend started with `extra` flags.
+/// l1-l2: commands between two direct flushes of rend's L1.
+const L1_FLUSH_EVERY: usize = 40;
+
+/// The seeded stream against rend l1-only started with `extra` flags.
 fn differential(extra: &[&str]) {
+    differential_in(Mode::L1Only, extra);
+}
+
+/// rend's own counter `name`, from its text `stats`.
+fn rend_stat(rend: &Rend, name: &str) -> u64 {
+    let mut c = rend.connect();
+    c.send(b"stats\r\n");
+    let reply = read_reply(&mut c, Shape::Stats).unwrap_or_else(|e| e);
+    let stats = parse_stats(Proto::Text, &reply).unwrap_or_else(|e| panic!("rend stats: {e}"));
+    stats
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or_else(|| panic!("no numeric stat {name} in {}", show(&reply)))
+}
+
+/// The seeded stream against rend in `mode` started with `extra` flags.
+fn differential_in(mode: Mode, extra: &[&str]) {
     let started = Instant::now();
     let mc_a = Memcached::start();
     let mc_b = Memcached::start();
-    let rend = Rend::start(&mc_b, extra);
-    let mut run = Run::new(&mc_a, &mc_b, &rend);
+    // Declared before rend, so it outlives rend.
+    let l2 = tempfile::tempdir().expect("temp dir");
+    let rend = match mode {
+        Mode::L1Only => Rend::start(&mc_b, extra),
+        Mode::L1L2 | Mode::L1L2Batch => Rend::start_two_tier(&mc_b, l2.path(), extra),
+    };
+    // rend's L1 directly, for the flushes.
+    let mut l1_direct = mc_b.connect();
+    let mut l1_flushes = 0;
+    let mut run = Run::new(mode, &mc_a, &mc_b, &rend);
     run.chunked = extra.contains(&"--chunked");
+    run.value_limit = match (run.chunked, mode.two_tier()) {
+        (true, _) => Some(CHUNKED_MAX_VALUE),
+        (false, true) => Some(PLAIN_MAX_VALUE),
+        (false, false) => None,
+    };
     let mut i = 0;
-    if run.chunked {
+    if run.value_limit.is_some() {
         // Values around memcached's limit, so that `AboveMemcachedLimit`
         // surely fires (the random stream seldom reaches there).
-        for mut step in chunked_prologue() {
+        let prologue = if run.chunked {
+            chunked_prologue()
+        } else {
+            l1_l2_prologue()
+        };
+        for mut step in prologue {
             step.above_limit = run.above_memcached_limit(&step);
             run.track_keys(&step);
             run.run_step(i, step);
@@ -2746,7 +3022,11 @@ fn differential(extra: &[&str]) {
         }
     }
     let steps = env_or("DIFF_STEPS", STEPS);
-    for _ in 0..steps {
+    for n in 0..steps {
+        if mode.two_tier() && n % L1_FLUSH_EVERY == L1_FLUSH_EVERY - 1 {
+            assert_eq!(l1_direct.line(b"flush_all\r\n"), "OK\r\n", "flushing L1");
+            l1_flushes += 1;
+        }
         let step = run.gen_step();
         run.run_step(i, step);
         i += 1;
@@ -2754,7 +3034,7 @@ fn differential(extra: &[&str]) {
     let elapsed = started.elapsed();
 
     println!(
-        "differential: {steps} commands, {} compared, {} cas pairs, {} incr wraps, {} decr floors, {:.1?}",
+        "differential ({mode:?} {extra:?}): {steps} commands, {} compared, {} cas pairs, {} incr wraps, {} decr floors, {:.1?}",
         run.compared,
         run.fwd.len() - 1,
         run.wraps,
@@ -2768,12 +3048,15 @@ fn differential(extra: &[&str]) {
     println!("allow-list predicates fired:");
     for a in Allowed::ALL {
         let n = run.fired.get(&a).copied().unwrap_or(0);
-        println!("  {n:5}  {a:?} [{:?}] — {}", a.handling(), a.bullet());
+        println!("  {n:5}  {a:?} [{:?}] — {}", a.handling(mode), a.bullet());
     }
     for a in Allowed::ALL {
         let n = run.fired.get(&a).copied().unwrap_or(0);
-        if a == Allowed::AboveMemcachedLimit && !run.chunked {
-            assert_eq!(n, 0, "{a:?} fired without --chunked");
+        if a == Allowed::AboveMemcachedLimit && run.value_limit.is_none() {
+            assert_eq!(
+                n, 0,
+                "{a:?} fired where memcached decides what is too large"
+            );
             continue;
         }
         assert!(
@@ -2790,6 +3073,22 @@ fn differential(extra: &[&str]) {
         run.wraps > 0 && run.floors > 0,
         "the stream must wrap an incr past 2^64 and floor a decr at 0"
     );
+    if mode.two_tier() {
+        let (gets, hits, backfills) = (
+            rend_stat(&rend, "l2_gets"),
+            rend_stat(&rend, "l2_get_hits"),
+            rend_stat(&rend, "l1_backfills"),
+        );
+        println!(
+            "L1 flushed directly {l1_flushes} times; L2: {gets} reads, {hits} hits; {backfills} L1 back-fills"
+        );
+        assert!(hits > 0, "L2 served no read (l2_get_hits 0 of {gets})");
+        if mode == Mode::L1L2 {
+            assert!(backfills > 0, "no read back-filled L1");
+        } else {
+            assert_eq!(backfills, 0, "the batch port back-filled L1");
+        }
+    }
     assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
 }
 

@@ -23,7 +23,10 @@ fn memccapable_at(addr: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "memccapable against {addr} failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "memccapable against {addr} failed:\n{text}"
+    );
     text
 }
 
@@ -128,8 +131,14 @@ fn gets_one(c: &mut Conn, key: &[u8]) -> Option<(u32, Vec<u8>, u64)> {
     }
     let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
     let t: Vec<&str> = text.split(' ').collect();
-    assert!(t.len() == 5 && t[0] == "VALUE", "not a gets VALUE line: {text:?}");
-    let num = |s: &str| -> u64 { s.parse().unwrap_or_else(|_| panic!("bad number in {text:?}")) };
+    assert!(
+        t.len() == 5 && t[0] == "VALUE",
+        "not a gets VALUE line: {text:?}"
+    );
+    let num = |s: &str| -> u64 {
+        s.parse()
+            .unwrap_or_else(|_| panic!("bad number in {text:?}"))
+    };
     let len = num(t[3]) as usize;
     let data = c.read_exact_n(len + 2);
     assert_eq!(data.len(), len + 2, "short value after {text:?}");
@@ -196,7 +205,11 @@ fn memccapable_passes_against_l1_l2_chunked_tiny_chunks() {
     for i in 0..4 {
         let (_, chunk, _) = gets_one(&mut m, format!("probe-{i}").as_bytes())
             .unwrap_or_else(|| panic!("probe-{i} in memcached"));
-        assert_eq!(chunk.len(), TOKEN_LEN + 8, "probe-{i} padded to the chunk size");
+        assert_eq!(
+            chunk.len(),
+            TOKEN_LEN + 8,
+            "probe-{i} padded to the chunk size"
+        );
         assert_eq!(&chunk[..TOKEN_LEN], &meta.token[..], "probe-{i} token");
         let from = i * 8;
         let to = (from + 8).min(wrapped.len());
