@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use crate::backend::chunked::{ChunkStats, Chunked, ChunkedOptions};
 use crate::backend::embedded::{Embedded, EmbeddedOptions};
+use crate::backend::instrumented::Instrumented;
 use crate::backend::locks::KeyLocks;
 use crate::backend::memcached::{L1Addr, L1Options, MemcachedL1};
 use crate::backend::rocksdb::{L2Options, OpenError, L2};
 use crate::backend::Backend;
 use crate::config::{BatchListen, Config, OrcaKind};
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Exporter, Metrics, MetricsListen};
 use crate::orca::two_tier::{Shared, L1_HEADER};
 use crate::orca::{l1_l2, l1_l2_batch, L1Only, Orca, OrcaFactory};
 use crate::protocol::Limits;
@@ -104,6 +105,9 @@ pub async fn run(
     }
 
     let counters = Arc::new(Counters::default());
+    let metrics = Metrics::new(counters.clone());
+    metrics.set_pool(l1.clone());
+    let (l1m, l2m) = (metrics.l1.clone(), metrics.l2.clone());
     let locks = config
         .locked()
         .then(|| KeyLocks::new(config.lock_stripes as usize));
@@ -127,7 +131,8 @@ pub async fn run(
             let counters = counters.clone();
             (
                 Arc::new(move || {
-                    Box::new(L1Only::new(l1.lane(), counters.clone())) as Box<dyn Orca>
+                    let l1 = Instrumented::new(l1.lane(), l1m.clone());
+                    Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
                 }),
                 None,
             )
@@ -137,17 +142,28 @@ pub async fn run(
             (
                 Arc::new(move || {
                     let l1 = Chunked::new(l1.lane(), opts.clone(), locks.clone(), stats.clone());
+                    let l1 = Instrumented::new(l1, l1m.clone());
                     Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
                 }),
                 None,
             )
         }
-        (Some(l2), None) => two_tier_factories(l1.keyed(), l2, &config, &counters),
+        (Some(l2), None) => two_tier_factories(
+            Instrumented::new(l1.keyed(), l1m),
+            Instrumented::new(l2, l2m),
+            &config,
+            &counters,
+        ),
         (Some(l2), Some((opts, stats))) => {
             // The chunked layer's own locks are a separate set from the
             // policy's: the policy holds a key's stripe while it calls L1.
             let l1 = Chunked::new(l1.keyed(), opts, locks, stats);
-            two_tier_factories(l1, l2, &config, &counters)
+            two_tier_factories(
+                Instrumented::new(l1, l1m),
+                Instrumented::new(l2, l2m),
+                &config,
+                &counters,
+            )
         }
     };
 
@@ -181,23 +197,59 @@ pub async fn run(
     if let Some(b) = &batch_listener {
         tracing::info!("batch port (l1-l2-batch) listening on {}", b.local_addr());
     }
+    // After the lines above: tests take the first "listening on" as the
+    // main port. Metrics are an aid, not the service: a port that cannot be
+    // had is logged and rend serves on without them.
+    let metrics_listener = match &config.metrics_listen {
+        MetricsListen::Off => None,
+        MetricsListen::At(addr) => match crate::metrics::http::bind(addr).await {
+            Ok(l) => {
+                let shown = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                tracing::info!("metrics listening on {shown}");
+                Some(l)
+            }
+            Err(e) => {
+                tracing::warn!("metrics disabled: cannot listen on {addr}: {e}");
+                None
+            }
+        },
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let grace = Duration::from_secs(config.shutdown_grace);
+    if let Some(l) = metrics_listener {
+        let exporter = Arc::new(Exporter::new(metrics.clone()));
+        tokio::spawn(crate::metrics::http::serve(
+            l,
+            exporter,
+            stopped(stop_rx.clone()),
+        ));
+    }
     let main = server::run(
         listener,
         settings.clone(),
         counters.clone(),
+        metrics.main.clone(),
         make_orca,
         stopped(stop_rx.clone()),
         grace,
     );
     let batch = async {
         if let (Some(listener), Some(make)) = (batch_listener, make_batch) {
-            server::run(listener, settings, counters, make, stopped(stop_rx), grace).await;
+            let figures = metrics.batch.clone();
+            server::run(
+                listener,
+                settings,
+                counters,
+                figures,
+                make,
+                stopped(stop_rx),
+                grace,
+            )
+            .await;
         }
     };
     let signal = async {
@@ -221,9 +273,9 @@ pub async fn run(
 
 /// The main port's and the batch port's orcas over one shared state: one
 /// set of key locks and one record of which L1 copies to distrust.
-fn two_tier_factories<B1: Backend + Clone>(
+fn two_tier_factories<B1: Backend + Clone, B2: Backend + Clone>(
     l1: B1,
-    l2: L2,
+    l2: B2,
     config: &Config,
     counters: &Arc<Counters>,
 ) -> (OrcaFactory, Option<OrcaFactory>) {

@@ -1,5 +1,15 @@
 //! The proxy's own counters, kept as atomics and reported by `stats` with
-//! memcached's names so memcached dashboards read rend unchanged.
+//! memcached's names so memcached dashboards read rend unchanged; and its
+//! Prometheus metrics: request figures per listener and tier ([`ops`]),
+//! gathered with everything else at scrape time ([`exporter`]) and served
+//! at `/metrics` ([`http`]).
+
+pub mod exporter;
+pub mod http;
+pub mod ops;
+
+pub use exporter::{Exporter, Metrics, PoolSource};
+pub use http::MetricsListen;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -187,12 +197,11 @@ impl Counters {
             }
         }
         if let Some(l2) = self.l2.get() {
-            out.extend(l2.stats().into_iter().map(|(k, v)| {
-                (
-                    Bytes::from_static(k.as_bytes()),
-                    Bytes::from(v.to_string()),
-                )
-            }));
+            out.extend(
+                l2.stats()
+                    .into_iter()
+                    .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from(v.to_string()))),
+            );
         }
         out
     }

@@ -6,10 +6,12 @@
 //! client for the L1 memcached, and [`chunked::Chunked`], an adapter that
 //! stores every value as fixed-size chunks in the tier it wraps. The
 //! embedded memcached process that backs the default run lives in
-//! [`embedded`]; [`locks`] serialises work on one key.
+//! [`embedded`]; [`locks`] serialises work on one key; [`instrumented`]
+//! counts what a tier is asked, for metrics.
 
 pub mod chunked;
 pub mod embedded;
+pub mod instrumented;
 pub mod locks;
 pub mod memcached;
 pub mod record;

@@ -1,12 +1,26 @@
-//! The proxy: parse flags, run until SIGTERM or SIGINT, exit 0.
+//! The proxy: read the configuration (flags, REND_* environment, --config
+//! file), run until SIGTERM or SIGINT, exit 0.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
-use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> std::process::ExitCode {
-    let config = rend::config::Config::parse();
+    // Every value is checked here, before anything starts.
+    let config = rend::config::Config::load();
+    if config.print_config {
+        let mut out = std::io::stdout().lock();
+        return match out
+            .write_all(config.to_toml().as_bytes())
+            .and_then(|()| out.flush())
+        {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rend: cannot print the configuration: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::metrics::ops::ListenerMetrics;
 use crate::metrics::Counters;
 use crate::orca::{Orca, Reply};
 use crate::protocol::{encode_response, Command, Decoder, Limits, Request};
@@ -45,6 +46,7 @@ pub async fn serve<R, W>(
     mut wr: W,
     mut orca: Box<dyn Orca>,
     counters: &Counters,
+    figures: &ListenerMetrics,
     settings: &ConnSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Closed
@@ -65,6 +67,9 @@ where
         }
         let mut fatal = None;
         let mut quit = false;
+        // Every request in the buffer had arrived by now: latency counts
+        // from here, once per read rather than once per request.
+        let arrived = std::time::Instant::now();
         if let Some(d) = decoder.as_mut() {
             while batch.len() < MAX_BATCH {
                 match d.decode(&mut buf) {
@@ -107,8 +112,10 @@ where
                 .filter_map(Option::take)
                 .collect();
             let responses = join_in_order(wave).await;
+            let answered = arrived.elapsed();
             for (i, resp) in (start..end).zip(responses) {
                 counters.record(&reqs[i].cmd, &resp);
+                figures.ops.record(&reqs[i].cmd, &resp, answered);
                 encode_response(&reqs[i], &resp, &mut out);
                 if out.len() >= FLUSH_AT {
                     if let Err(e) = wr.write_all(&out).await {

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{mpsc, watch};
 
+use crate::metrics::ops::ListenerMetrics;
 use crate::metrics::Counters;
 use crate::orca::OrcaFactory;
 pub use conn::ConnSettings;
@@ -109,15 +110,18 @@ pub struct ServerSettings {
 }
 
 /// Serve until `shutdown` completes, then wait for open connections to
-/// finish what they have read (at most `grace`).
+/// finish what they have read (at most `grace`). `figures` are this
+/// listener's own (its Prometheus `listener` label).
 pub async fn run(
     listener: Listener,
     settings: Arc<ServerSettings>,
     counters: Arc<Counters>,
+    figures: Arc<ListenerMetrics>,
     make_orca: OrcaFactory,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    figures.serving();
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; when all are gone, recv ends.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -146,12 +150,15 @@ pub async fn run(
                 .counts
                 .rejected_connections
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            figures.rejected();
             tokio::spawn(reject(stream));
             continue;
         }
         counters.connection_opened();
+        figures.opened();
         let settings = settings.clone();
         let counters = counters.clone();
+        let figures = figures.clone();
         let orca = make_orca();
         let stop = stop_rx.clone();
         let alive = alive_tx.clone();
@@ -159,15 +166,16 @@ pub async fn run(
             let closed = match stream {
                 Stream::Tcp(mut s) => {
                     let (r, w) = s.split();
-                    conn::serve(r, w, orca, &counters, &settings.conn, stop).await
+                    conn::serve(r, w, orca, &counters, &figures, &settings.conn, stop).await
                 }
                 Stream::Unix(mut s) => {
                     let (r, w) = s.split();
-                    conn::serve(r, w, orca, &counters, &settings.conn, stop).await
+                    conn::serve(r, w, orca, &counters, &figures, &settings.conn, stop).await
                 }
             };
             tracing::debug!("connection closed: {closed:?}");
             counters.connection_closed();
+            figures.closed();
             drop(alive);
         });
     }
