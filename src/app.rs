@@ -190,6 +190,12 @@ pub async fn run(
         chunked = config.chunked,
         chunk_size = ?config.chunk_size,
         locked = config.locked(),
+        settings = %config
+            .to_toml()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(", "),
         "rend {}",
         crate::metrics::VERSION
     );

@@ -7,6 +7,7 @@
 pub mod exporter;
 pub mod http;
 pub mod ops;
+pub mod ratelimit;
 
 pub use exporter::{Exporter, Metrics, PoolSource};
 pub use http::MetricsListen;

@@ -57,6 +57,18 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// The tier that failed.
+    pub fn tier(&self) -> Tier {
+        match self {
+            BackendError::Unavailable(t)
+            | BackendError::Timeout(t)
+            | BackendError::Overloaded(t)
+            | BackendError::Protocol(t, _)
+            | BackendError::Unsupported(t)
+            | BackendError::Storage(t, _) => *t,
+        }
+    }
+
     /// The text after `SERVER_ERROR ` (and the binary error body).
     pub fn reply_text(&self) -> bytes::Bytes {
         bytes::Bytes::from(self.to_string())

@@ -52,6 +52,7 @@ use ::rocksdb::{
 
 use super::record::{absolute_exptime, apply, is_expired, Effect, Record};
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
+use crate::metrics::ratelimit::RateLimit;
 use crate::protocol::{Command, ErrorReply, Response};
 
 /// How much of an acknowledged write survives a crash.
@@ -359,7 +360,8 @@ impl L2 {
                 let r = f(&inner);
                 if let Err(e) = &r {
                     inner.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(tier = "L2", error = %e, "L2 call failed");
+                    static FAILED: RateLimit = RateLimit::new(10_000);
+                    crate::warn_limited!(FAILED, tier = "L2", error = %e, "L2 call failed");
                 }
                 r
             })
@@ -449,7 +451,8 @@ impl Inner {
         let rec = match Record::decode(&bytes) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(tier = "L2", error = %e, "unreadable record treated as absent");
+                static UNREADABLE: RateLimit = RateLimit::new(10_000);
+                crate::warn_limited!(UNREADABLE, tier = "L2", error = %e, "unreadable record treated as absent");
                 return Ok(None);
             }
         };

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::backend::BackendError;
+use crate::metrics::ratelimit::RateLimit;
 use crate::metrics::{Counters, VERSION};
 use crate::protocol::{Command, ErrorReply, Frame, Invalid, Request, Response};
 
@@ -78,6 +79,10 @@ pub(crate) fn l1_stats(arg: &Option<Bytes>) -> Command {
 /// A tier failure as the client sees it: `SERVER_ERROR <tier> <what>`
 /// (binary: status 0x86 with the same text).
 pub(crate) fn backend_failure(e: &BackendError) -> Response {
+    static FAILURES: RateLimit = RateLimit::new(10_000);
+    if !matches!(e, BackendError::Unsupported(_)) {
+        crate::warn_limited!(FAILURES, tier = %e.tier(), "request failed: {e}");
+    }
     match e {
         BackendError::Unsupported(_) => Response::Error(ErrorReply::UnknownCommand),
         e => Response::Error(ErrorReply::Server(e.reply_text())),

@@ -29,6 +29,7 @@ use super::{answer_locally, backend_failure, l1_stats, ready, Orca, Reply};
 use crate::backend::locks::KeyLocks;
 use crate::backend::record::absolute_exptime;
 use crate::backend::Backend;
+use crate::metrics::ratelimit::RateLimit;
 use crate::metrics::Counters;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response, StoreMode, Value};
 
@@ -296,6 +297,8 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
                 _ => {
                     l1_failed = true;
                     bump(&self.counters.counts.l1_read_failures);
+                    static READS: RateLimit = RateLimit::new(10_000);
+                    crate::warn_limited!(READS, tier = "L1", "L1 read failed; answering from L2");
                 }
             }
         }
@@ -378,7 +381,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
                 Ok(_) => {}
                 // The add may still land later: the copy is suspect.
                 Err(_) => {
-                    bump(&self.counters.counts.l1_write_failures);
+                    self.l1_write_failed();
                     self.trust.suspect(&v.key);
                     return;
                 }
@@ -500,10 +503,20 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             // old copy instead.
             Ok(_) => self.l1_delete(key).await,
             Err(_) => {
-                bump(&self.counters.counts.l1_write_failures);
+                self.l1_write_failed();
                 self.trust.suspect(key);
             }
         }
+    }
+
+    fn l1_write_failed(&self) {
+        bump(&self.counters.counts.l1_write_failures);
+        static WRITES: RateLimit = RateLimit::new(10_000);
+        crate::warn_limited!(
+            WRITES,
+            tier = "L1",
+            "L1 write failed; the key is served from L2 until L1 is rewritten"
+        );
     }
 
     async fn l1_delete(&self, key: &Bytes) {
@@ -514,7 +527,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         match self.l1.call(&cmd).await {
             Ok(Response::Deleted | Response::NotFound) => self.trust.clear(key),
             _ => {
-                bump(&self.counters.counts.l1_write_failures);
+                self.l1_write_failed();
                 self.trust.suspect(key);
             }
         }
@@ -529,7 +542,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             Ok(Response::Touched { .. } | Response::NotFound) => {}
             // An L1 copy with the old expiry could outlive L2's.
             _ => {
-                bump(&self.counters.counts.l1_write_failures);
+                self.l1_write_failed();
                 self.trust.suspect(key);
             }
         }
@@ -549,7 +562,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         match self.l1.call(&Command::Flush { delay }).await {
             Ok(Response::Ok) => {}
             _ => {
-                bump(&self.counters.counts.l1_write_failures);
+                self.l1_write_failed();
                 self.trust.suspect_all();
             }
         }
