@@ -126,6 +126,9 @@ pub async fn run(
     if let Some(l2) = &l2 {
         let _ = counters.l2.set(Arc::new(l2.clone()));
     }
+    counters
+        .max_connections
+        .store(config.max_conns, std::sync::atomic::Ordering::Relaxed);
     let (make_orca, make_batch): (OrcaFactory, Option<OrcaFactory>) = match (l2.clone(), chunking) {
         (None, None) => {
             let counters = counters.clone();

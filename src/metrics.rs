@@ -78,6 +78,8 @@ pub struct Counters {
     started: Instant,
     /// Chunking's own counters, when values are chunked.
     pub chunks: std::sync::OnceLock<std::sync::Arc<ChunkStats>>,
+    /// `--max-conns`, for `stats`.
+    pub max_connections: AtomicU64,
     /// L2's figures, in the two-tier modes.
     pub l2: std::sync::OnceLock<std::sync::Arc<dyn StatsSource>>,
 }
@@ -89,8 +91,24 @@ impl Default for Counters {
             started: Instant::now(),
             chunks: std::sync::OnceLock::new(),
             l2: std::sync::OnceLock::new(),
+            max_connections: AtomicU64::new(0),
         }
     }
+}
+
+/// CPU seconds of this process in memcached's `stats` form (`0.123456`):
+/// field `index` (0-based; 13 user, 14 system) of /proc/self/stat, in
+/// clock ticks of 1/100 s (Linux's USER_HZ).
+fn rusage(index: usize) -> String {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // The command name may hold spaces; fields count from after it.
+            let rest = s.get(s.rfind(')')? + 2..)?.to_string();
+            rest.split_whitespace().nth(index - 2)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
+    format!("{}.{:06}", ticks / 100, (ticks % 100) * 10_000)
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -173,6 +191,12 @@ impl Counters {
             (
                 "pointer_size",
                 (8 * std::mem::size_of::<usize>()).to_string(),
+            ),
+            ("rusage_user", rusage(13)),
+            ("rusage_system", rusage(14)),
+            (
+                "max_connections",
+                self.max_connections.load(Ordering::Relaxed).to_string(),
             ),
         ]
         .into_iter()
