@@ -337,6 +337,7 @@ fn a_two_tier_workload_is_counted_exactly() {
     assert_eq!(s.value("rend_l1_pool_connections_up", &[]), 2.0);
     assert_eq!(s.value("rend_l1_pool_reconnects_total", &[]), 0.0);
     assert_eq!(s.value("rend_l1_pool_timeouts_total", &[]), 0.0);
+    assert_eq!(s.value("rend_l1_pool_inflight", &[]), 0.0);
     assert!(s.value("rend_l2_estimated_keys", &[]) >= 2.0);
     assert!(s.value("rend_l2_memtable_bytes", &[]) > 0.0);
     assert_eq!(s.value("rend_l2_max_bytes", &[]), 0.0);

@@ -107,6 +107,13 @@ pub struct ConnStats {
     pub timeouts: AtomicU64,
 }
 
+impl ConnStats {
+    /// Requests written and not yet answered on this connection.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
+
 struct Conn {
     tx: mpsc::UnboundedSender<Submit>,
     stats: Arc<ConnStats>,

@@ -28,6 +28,8 @@ pub struct PoolFigures {
     pub up: u64,
     pub reconnects: u64,
     pub timeouts: u64,
+    /// Requests written to memcached and not yet answered.
+    pub inflight: u64,
 }
 
 /// Where the L1 pool's figures come from.
@@ -46,6 +48,7 @@ impl PoolSource for MemcachedL1 {
             f.conns += 1;
             f.reconnects += c.reconnects.load(Relaxed);
             f.timeouts += c.timeouts.load(Relaxed);
+            f.inflight += c.inflight() as u64;
         }
         f
     }
@@ -441,6 +444,12 @@ impl Collector for Collect {
                 "Pooled connections to memcached that are connected now.",
                 as_i64(p.up),
             )?;
+            gauge(
+                enc,
+                "rend_l1_pool_inflight",
+                "Requests written to memcached and not yet answered, over all pooled connections.",
+                as_i64(p.inflight),
+            )?;
             counter(
                 enc,
                 "rend_l1_pool_reconnects",
@@ -615,6 +624,7 @@ mod tests {
                 up: 3,
                 reconnects: 2,
                 timeouts: 1,
+                inflight: 5,
             }
         }
     }
