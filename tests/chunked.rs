@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{assert_all_pass, bin_req, memccapable, set_extras, Conn, Memcached, Packet, Rend};
+use common::{
+    assert_all_pass, bin_req, memccapable, read_line, set_extras, Conn, Memcached, Packet, Rend,
+};
 use md5::{Digest, Md5};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -48,26 +50,6 @@ const GAT: u8 = 0x1d;
 // ============================================================================
 // Helpers: replies read by their framing (values may hold any bytes).
 // ============================================================================
-
-/// One CRLF-terminated line, CRLF included; the rest stays buffered.
-fn read_line(c: &mut Conn) -> Vec<u8> {
-    loop {
-        if let Some(i) = c.buf.windows(2).position(|w| w == b"\r\n") {
-            let rest = c.buf.split_off(i + 2);
-            return std::mem::replace(&mut c.buf, rest);
-        }
-        let want = c.buf.len() + 1;
-        let mut got = c.read_exact_n(want);
-        let short = got.len() < want;
-        got.append(&mut c.buf);
-        c.buf = got;
-        assert!(
-            !short,
-            "no complete line (EOF or timeout): {:?}",
-            String::from_utf8_lossy(&c.buf)
-        );
-    }
-}
 
 /// One value of a text get reply.
 #[derive(Clone, Debug, PartialEq, Eq)]

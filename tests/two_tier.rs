@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{bin_req, set_extras, wait_for, Conn, Memcached, Packet, Rend};
+use common::{bin_req, read_line, set_extras, wait_for, Conn, Memcached, Packet, Rend};
 
 const TAG: u8 = 0xA5;
 const HEADER: usize = 9;
@@ -67,26 +67,6 @@ fn now() -> u64 {
 // ============================================================================
 // Text replies, read by their framing.
 // ============================================================================
-
-/// One CRLF-terminated line, CRLF included; the rest stays buffered.
-fn read_line(c: &mut Conn) -> Vec<u8> {
-    loop {
-        if let Some(i) = c.buf.windows(2).position(|w| w == b"\r\n") {
-            let rest = c.buf.split_off(i + 2);
-            return std::mem::replace(&mut c.buf, rest);
-        }
-        let want = c.buf.len() + 1;
-        let mut got = c.read_exact_n(want);
-        let short = got.len() < want;
-        got.append(&mut c.buf);
-        c.buf = got;
-        assert!(
-            !short,
-            "no complete line (EOF or timeout): {:?}",
-            String::from_utf8_lossy(&c.buf)
-        );
-    }
-}
 
 fn line_str(c: &mut Conn) -> String {
     String::from_utf8_lossy(&read_line(c)).into_owned()

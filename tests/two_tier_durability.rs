@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{bin_req, set_extras, signal, wait_for, Conn, Memcached, Rend, REND};
+use common::{bin_req, read_line, set_extras, signal, wait_for, Conn, Memcached, Rend, REND};
 
 const BIN_SET: u8 = 0x01;
 const GETE: u8 = 0x40;
@@ -70,26 +70,6 @@ fn store_req(verb: &str, key: &[u8], flags: u32, exptime: i64, value: &[u8]) -> 
     req.extend_from_slice(value);
     req.extend_from_slice(b"\r\n");
     req
-}
-
-/// One CRLF-terminated line, CRLF included; the rest stays buffered.
-fn read_line(c: &mut Conn) -> Vec<u8> {
-    loop {
-        if let Some(i) = c.buf.windows(2).position(|w| w == b"\r\n") {
-            let rest = c.buf.split_off(i + 2);
-            return std::mem::replace(&mut c.buf, rest);
-        }
-        let want = c.buf.len() + 1;
-        let mut got = c.read_exact_n(want);
-        let short = got.len() < want;
-        got.append(&mut c.buf);
-        c.buf = got;
-        assert!(
-            !short,
-            "no complete line (EOF or timeout): {:?}",
-            String::from_utf8_lossy(&c.buf)
-        );
-    }
 }
 
 fn line_str(c: &mut Conn) -> String {

@@ -44,8 +44,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use md5::{Digest, Md5};
 
 use super::locks::{Guard, KeyLocks};
+use super::record::arith_value;
 use super::{Backend, BackendError, BackendFuture, Tier};
-use crate::protocol::number::parse_u64;
 use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
 
 pub const META_LEN: usize = 40;
@@ -620,22 +620,9 @@ impl<B: Backend + Clone> Chunked<B> {
                     }
                 }
             };
-            // memcached reads the value as a C string: a NUL ends it.
-            let text = old.data.split(|&b| b == 0).next().unwrap_or(&[]);
-            let Some(current) = parse_u64(text) else {
+            let Some((new, digits)) = arith_value(&old.data, incr, delta) else {
                 return Ok(Response::Error(ErrorReply::NonNumeric));
             };
-            let new = if incr {
-                current.wrapping_add(delta)
-            } else {
-                current.saturating_sub(delta)
-            };
-            let mut digits = new.to_string().into_bytes();
-            // memcached rewrites in place, padding with spaces, when the new
-            // number is no longer than the old value.
-            if digits.len() < old.data.len() {
-                digits.resize(old.data.len(), b' ');
-            }
             let expiry = i64::from(meta.expiry);
             match self
                 .write(key, meta.flags, expiry, &digits, MetaWrite::Cas(old.cas))

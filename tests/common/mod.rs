@@ -508,3 +508,25 @@ pub fn assert_all_pass(text: &str) {
     assert!(other.is_empty(), "not passed: {other:?}\n{text}");
     assert_eq!(passed, 54, "memccapable must pass all 54 tests:\n{text}");
 }
+
+/// One `\r\n`-terminated line from `c` (kept buffered past it), for
+/// replies whose length is not known up front (memcached meta commands).
+/// Fails on EOF or timeout.
+pub fn read_line(c: &mut Conn) -> Vec<u8> {
+    loop {
+        if let Some(i) = c.buf.windows(2).position(|w| w == b"\r\n") {
+            let rest = c.buf.split_off(i + 2);
+            return std::mem::replace(&mut c.buf, rest);
+        }
+        let want = c.buf.len() + 1;
+        let mut got = c.read_exact_n(want);
+        let short = got.len() < want;
+        got.append(&mut c.buf);
+        c.buf = got;
+        assert!(
+            !short,
+            "no complete line (EOF or timeout): {:?}",
+            String::from_utf8_lossy(&c.buf)
+        );
+    }
+}
