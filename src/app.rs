@@ -16,7 +16,7 @@ use crate::metrics::{Counters, Exporter, Metrics, MetricsListen};
 use crate::orca::two_tier::{Shared, L1_HEADER};
 use crate::orca::{l1_l2, l1_l2_batch, L1Only, Orca, OrcaFactory};
 use crate::protocol::Limits;
-use crate::server::{self, ConnSettings, ListenAddr, Listener, ServerSettings};
+use crate::server::{self, ConnSettings, ListenAddr, Listener, ServerSettings, Workers};
 use tokio::sync::watch;
 
 /// Why rend could not start.
@@ -31,6 +31,8 @@ pub enum StartError {
     Embedded(std::io::Error),
     #[error("{0}")]
     L2(#[from] OpenError),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// Run the proxy until `shutdown` completes.
@@ -93,13 +95,18 @@ pub async fn run(
         }
     };
 
-    let l1 = MemcachedL1::start(L1Options {
-        addr: l1_addr.clone(),
-        conns: usize::from(config.l1_conns),
-        timeout: config.l1_timeout(),
-        max_body: config.max_item_size() + 64 * 1024,
-        max_inflight: 100_000,
-    });
+    let workers = Workers::start(config.threads()).map_err(StartError::Workers)?;
+    let l1 = MemcachedL1::start(
+        L1Options {
+            addr: l1_addr.clone(),
+            conns: usize::from(config.l1_conns),
+            timeout: config.l1_timeout(),
+            max_body: config.max_item_size() + 64 * 1024,
+            queue_requests: config.l1_queue_requests as usize,
+            queue_bytes: config.l1_queue_bytes as usize,
+        },
+        workers.handles(),
+    );
     if !l1.wait_connected(Duration::from_secs(2)).await {
         tracing::warn!(tier = "L1", addr = %l1_addr, "memcached is not reachable yet; requests fail until it is");
     }
@@ -133,8 +140,8 @@ pub async fn run(
         (None, None) => {
             let counters = counters.clone();
             (
-                Arc::new(move || {
-                    let l1 = Instrumented::new(l1.lane(), l1m.clone());
+                Arc::new(move |worker| {
+                    let l1 = Instrumented::new(l1.lane(worker), l1m.clone());
                     Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
                 }),
                 None,
@@ -143,8 +150,9 @@ pub async fn run(
         (None, Some((opts, stats))) => {
             let counters = counters.clone();
             (
-                Arc::new(move || {
-                    let l1 = Chunked::new(l1.lane(), opts.clone(), locks.clone(), stats.clone());
+                Arc::new(move |worker| {
+                    let l1 =
+                        Chunked::new(l1.lane(worker), opts.clone(), locks.clone(), stats.clone());
                     let l1 = Instrumented::new(l1, l1m.clone());
                     Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
                 }),
@@ -178,11 +186,14 @@ pub async fn run(
                 ..Limits::default()
             },
             idle_timeout: config.idle_timeout(),
+            max_requests: config.conn_max_requests as usize,
+            max_bytes: config.conn_max_bytes as usize,
         },
     });
 
     tracing::info!(
         orca = ?config.orca,
+        threads = workers.handles().len(),
         l1 = %l1_addr,
         l1_conns = config.l1_conns,
         l2_path = ?two_tier.then_some(&config.l2_path),
@@ -243,9 +254,11 @@ pub async fn run(
         counters.clone(),
         metrics.main.clone(),
         make_orca,
+        workers.handles().to_vec(),
         stopped(stop_rx.clone()),
         grace,
     );
+    let handles = workers.handles().to_vec();
     let batch = async {
         if let (Some(listener), Some(make)) = (batch_listener, make_batch) {
             let figures = metrics.batch.clone();
@@ -255,6 +268,7 @@ pub async fn run(
                 counters,
                 figures,
                 make,
+                handles,
                 stopped(stop_rx),
                 grace,
             )
@@ -270,6 +284,9 @@ pub async fn run(
         _ = async { signal.await; std::future::pending::<()>().await } => {}
     }
 
+    // Connections to memcached end with their worker threads, before the
+    // embedded memcached stops, so none of them sees it go.
+    workers.stop();
     if let Some(l2) = l2 {
         l2.close();
     }
@@ -297,8 +314,8 @@ fn two_tier_factories<B1: Backend + Clone, B2: Backend + Clone>(
     );
     let batch = shared.clone();
     (
-        Arc::new(move || Box::new(l1_l2::orca(shared.clone())) as Box<dyn Orca>),
-        Some(Arc::new(move || {
+        Arc::new(move |_| Box::new(l1_l2::orca(shared.clone())) as Box<dyn Orca>),
+        Some(Arc::new(move |_| {
             Box::new(l1_l2_batch::orca(batch.clone())) as Box<dyn Orca>
         })),
     )

@@ -52,9 +52,28 @@ pub struct Config {
     #[serde(serialize_with = "opt_display")]
     pub l1: Option<L1Addr>,
 
-    /// Connections to memcached, shared by all client connections.
+    /// Worker threads serving client connections, each with its own
+    /// connections to memcached. Default: the cores rend may run on (its CPU
+    /// affinity).
+    #[arg(long, env = "REND_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+
+    /// Connections to memcached per worker thread (in all: threads times
+    /// this), shared by the client connections of that thread.
     #[arg(long, env = "REND_L1_CONNS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub l1_conns: u16,
+
+    /// Requests one memcached connection holds, queued or awaiting replies;
+    /// past it a request fails at once (l1-only: SERVER_ERROR L1 overloaded;
+    /// l1-l2: served by L2).
+    #[arg(long, env = "REND_L1_QUEUE_REQUESTS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub l1_queue_requests: u64,
+
+    /// Bytes of requests one memcached connection holds not yet written;
+    /// past it a request fails at once, as above.
+    #[arg(long, env = "REND_L1_QUEUE_BYTES", default_value_t = 8 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1 << 34))]
+    #[serde(serialize_with = "big")]
+    pub l1_queue_bytes: u64,
 
     /// Per-request timeout for L1 calls, milliseconds.
     #[arg(long, env = "REND_L1_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -135,6 +154,19 @@ pub struct Config {
     /// Number of lock stripes.
     #[arg(long, env = "REND_LOCK_STRIPES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub lock_stripes: u64,
+
+    /// Requests one client connection may have started and not yet been
+    /// answered (each key of a multi-get counts one). At the cap rend stops
+    /// reading that client until replies drain.
+    #[arg(long, env = "REND_CONN_MAX_REQUESTS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub conn_max_requests: u64,
+
+    /// Bytes one client connection may hold: replies not yet written, values
+    /// of requests not yet answered, and the replies it expects. At the cap
+    /// rend stops reading that client until replies drain.
+    #[arg(long, env = "REND_CONN_MAX_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(4096..=1 << 34))]
+    #[serde(serialize_with = "big")]
+    pub conn_max_bytes: u64,
 
     /// Close a client connection that completes no request for this many
     /// seconds (idle, or trickling a request); 0 never closes. At most a
@@ -303,6 +335,13 @@ impl Config {
 
     pub fn l1_timeout(&self) -> Duration {
         Duration::from_millis(self.l1_timeout_ms)
+    }
+
+    /// Worker threads in force.
+    pub fn threads(&self) -> usize {
+        self.threads
+            .map(usize::from)
+            .unwrap_or_else(crate::server::default_threads)
     }
 
     pub fn idle_timeout(&self) -> Option<Duration> {

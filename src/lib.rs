@@ -20,6 +20,7 @@ pub mod app;
 pub mod backend;
 pub mod config;
 pub mod metrics;
+pub mod net;
 pub mod orca;
 pub mod protocol;
 pub mod server;

@@ -127,17 +127,7 @@ impl Counters {
         }
         match (req, resp) {
             (Command::Get { keys, touch }, Response::Values(values)) => {
-                let hits = values.len() as u64;
-                let misses = (keys.len() as u64).saturating_sub(hits);
-                if touch.is_some() {
-                    bump(&c.cmd_touch, keys.len() as u64);
-                    bump(&c.touch_hits, hits);
-                    bump(&c.touch_misses, misses);
-                } else {
-                    bump(&c.cmd_get, keys.len() as u64);
-                    bump(&c.get_hits, hits);
-                    bump(&c.get_misses, misses);
-                }
+                self.record_get(touch.is_some(), keys.len() as u64, values.len() as u64)
             }
             (Command::Store { mode, .. }, r) => {
                 bump(&c.cmd_set, 1);
@@ -173,6 +163,21 @@ impl Counters {
             }
             (Command::Flush { .. }, _) => bump(&c.cmd_flush, 1),
             _ => {}
+        }
+    }
+
+    /// Count the keys of a get (or gat, `touch`) and how many were found.
+    pub fn record_get(&self, touch: bool, keys: u64, hits: u64) {
+        let c = &self.counts;
+        let misses = keys.saturating_sub(hits);
+        if touch {
+            bump(&c.cmd_touch, keys);
+            bump(&c.touch_hits, hits);
+            bump(&c.touch_misses, misses);
+        } else {
+            bump(&c.cmd_get, keys);
+            bump(&c.get_hits, hits);
+            bump(&c.get_misses, misses);
         }
     }
 

@@ -210,6 +210,8 @@ fn a_two_tier_workload_is_counted_exactly() {
             "127.0.0.1:0",
             "--max-conns",
             "3",
+            "--threads",
+            "1",
             "--l1-conns",
             "2",
         ],

@@ -21,7 +21,11 @@ fn mc_connections(mc: &Memcached) -> (u64, u64) {
 fn ten_thousand_clients_through_64_memcached_connections() {
     const CLIENTS: usize = 10_000;
     let mc = Memcached::start_with(&["-c", "4096"]);
-    let rend = Rend::start(&mc, &["--l1-conns", "64", "--max-conns", "12000"]);
+    // Two worker threads with 32 memcached connections each.
+    let rend = Rend::start(
+        &mc,
+        &["--threads", "2", "--l1-conns", "32", "--max-conns", "12000"],
+    );
     let t = std::time::Instant::now();
     let mut conns: Vec<Conn> = (0..CLIENTS).map(|_| rend.connect()).collect();
     eprintln!("connected in {:?}", t.elapsed());

@@ -861,6 +861,12 @@ impl<B: Backend + Clone> Backend for Chunked<B> {
         false
     }
 
+    /// A chunked value's items travel on several connections: any stalled
+    /// one may hold a piece of it.
+    fn unsettled(&self, _key: Option<&[u8]>) -> bool {
+        self.inner.unsettled(None)
+    }
+
     fn call(&self, cmd: &Command) -> BackendFuture {
         let this = self.clone();
         let cmd = cmd.clone();

@@ -50,6 +50,10 @@ impl<B: Backend> Backend for Instrumented<B> {
         self.inner.starts_eagerly()
     }
 
+    fn unsettled(&self, key: Option<&[u8]>) -> bool {
+        self.inner.unsettled(key)
+    }
+
     fn call(&self, cmd: &Command) -> BackendFuture {
         let start = Instant::now();
         let inflight = InFlight::new(&self.tier, 1);

@@ -1,30 +1,51 @@
 //! The L1 client: memcached over its binary protocol, on a unix socket or
 //! TCP.
 //!
-//! A small pool of connections is shared by every client connection. Each
-//! pooled connection has one task that writes and one that reads: callers hand
-//! the writer encoded packets through a channel; the writer drains everything
-//! queued, writes it in one go (coalescing many requests into one syscall) and
-//! records what each request expects; the reader matches replies to requests
-//! in order. Each client connection is pinned to one pooled connection (a
-//! [`Lane`]) so its requests reach memcached in the order it sent them.
+//! A pool of connections, `conns` per worker thread, each driven by one task
+//! on its worker that both writes and reads the socket. A caller encodes its
+//! request straight into the connection's queue (values are shared, not
+//! copied) and records what it expects; the task writes everything queued
+//! in one vectored write, reads replies and hands each to the request at the
+//! front of the queue. A client connection is pinned to one pooled
+//! connection of its own worker (a [`Lane`]) so its requests reach memcached
+//! in the order it sent them, without leaving its thread; the two-tier
+//! policies route by key instead ([`Keyed`]).
 //!
-//! Failure handling: a per-request timeout; a broken connection fails what it
-//! had in flight and is redialled with exponential backoff; while it is down,
-//! calls fail at once with `BackendError::Unavailable` (the proxy answers
-//! `SERVER_ERROR L1 unavailable` and keeps the client connection).
+//! Bounds and failure handling:
+//! - each pooled connection queues at most `queue_requests` requests
+//!   (written or not, awaiting replies) and `queue_bytes` bytes not yet
+//!   written; past either, a call fails at once with
+//!   `BackendError::Overloaded`, never waits;
+//! - every request has a deadline set when it is queued; the task answers
+//!   `Timeout` at that deadline, so a pipeline of N requests to a hung
+//!   memcached ends in one timeout, not N;
+//! - a connection that receives nothing for one timeout while requests wait
+//!   is dead: everything it holds fails, and it is redialled, so no reply is
+//!   ever matched to another request. Its socket is not closed: requests
+//!   already written to it may still be carried out when memcached wakes,
+//!   after newer ones sent on the new socket, so the old socket is kept
+//!   (a *zombie*) and read until memcached has answered all of them. Until
+//!   then the slot is *unsettled* ([`Backend::unsettled`]): the two-tier
+//!   policies do not trust a later write of a key to have superseded an
+//!   earlier one that failed. A slot with [`MAX_ZOMBIES`] zombies is not
+//!   redialled until one settles;
+//! - a broken connection is redialled with exponential backoff; while it is
+//!   down, calls fail at once with `BackendError::Unavailable`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
-use crate::protocol::binary::{self, op, status, write_packet, Packet, REQ_MAGIC};
+use crate::net::Stream;
+use crate::protocol::binary::{self, op, status, Head, Packet, REQ_MAGIC};
+use crate::protocol::out::OutBuf;
 use crate::protocol::{exptime_to_wire, Command, FrameError, Invalid, Response, StoreMode, Value};
 
 /// Where memcached listens.
@@ -63,12 +84,15 @@ impl std::fmt::Display for L1Addr {
 #[derive(Clone, Debug)]
 pub struct L1Options {
     pub addr: L1Addr,
+    /// Pooled connections per worker thread.
     pub conns: usize,
     pub timeout: Duration,
     /// Largest reply body accepted from memcached.
     pub max_body: usize,
-    /// Requests in flight per pooled connection before new ones are refused.
-    pub max_inflight: usize,
+    /// Requests one pooled connection holds (queued or awaiting replies).
+    pub queue_requests: usize,
+    /// Bytes of requests one pooled connection holds not yet written.
+    pub queue_bytes: usize,
 }
 
 /// What ends a request's replies.
@@ -82,72 +106,186 @@ enum Expect {
     UntilStatEnd,
 }
 
-struct Submit {
-    bytes: Bytes,
+type ReplyTx = oneshot::Sender<Result<Vec<Packet>, BackendError>>;
+type ReplyRx = oneshot::Receiver<Result<Vec<Packet>, BackendError>>;
+
+/// A request queued or written, waiting for its replies.
+struct Pending {
     expect: Expect,
     /// The opaque of the packet whose reply ends this request.
     last_opaque: u32,
-    reply: oneshot::Sender<Result<Vec<Packet>, BackendError>>,
+    packets: Vec<Packet>,
+    /// `None` once the caller was answered (its deadline passed): the
+    /// replies are still read, and dropped.
+    reply: Option<ReplyTx>,
+    queued: Instant,
+    deadline: Instant,
+    /// Where its bytes end in the stream of bytes queued on this slot.
+    end: u64,
 }
 
-struct Pending {
-    expect: Expect,
-    last_opaque: u32,
-    packets: Vec<Packet>,
-    reply: oneshot::Sender<Result<Vec<Packet>, BackendError>>,
-}
+/// Stalled sockets kept per slot before it stops redialling.
+pub const MAX_ZOMBIES: usize = 2;
 
 /// Counters one pooled connection shares with its callers.
 #[derive(Default)]
 pub struct ConnStats {
     connected: AtomicBool,
     inflight: AtomicUsize,
-    opaque: AtomicU32,
     pub reconnects: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Calls refused because the queue was full.
+    pub overloads: AtomicU64,
+    /// Stalled sockets of this slot whose written requests memcached has
+    /// not all answered.
+    zombies: AtomicUsize,
 }
 
 impl ConnStats {
-    /// Requests written and not yet answered on this connection.
+    /// Requests queued or written and not yet answered on this connection.
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
     }
 }
 
+/// What callers and the connection's task share.
+#[derive(Default)]
+struct State {
+    up: bool,
+    /// Encoded requests not yet handed to the task.
+    queued: OutBuf,
+    /// Bytes the task holds, taken from `queued` and not yet written.
+    writing: usize,
+    pending: VecDeque<Pending>,
+    /// Bytes ever queued on this slot.
+    queued_total: u64,
+    next_opaque: u32,
+    /// The task waits for `wake` and must be told of new requests.
+    parked: bool,
+}
+
 struct Conn {
-    tx: mpsc::UnboundedSender<Submit>,
-    stats: Arc<ConnStats>,
+    state: Mutex<State>,
+    wake: Notify,
+    stats: ConnStats,
+    /// Every handle is gone: the task ends.
+    closed: AtomicBool,
+}
+
+impl Conn {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue one request: `encode` writes its packets (numbered from the
+    /// opaque it is given, which it advances) and says what ends them, or
+    /// writes nothing and returns `None` for a command memcached does not
+    /// serve.
+    fn submit(
+        &self,
+        opts: &L1Options,
+        keys: usize,
+        encode: impl FnOnce(&mut OutBuf, &mut u32) -> Option<(Expect, u32)>,
+    ) -> Result<ReplyRx, BackendError> {
+        let mut st = self.lock();
+        if !st.up {
+            return Err(BackendError::Unavailable(Tier::L1));
+        }
+        if st.pending.len() >= opts.queue_requests
+            || (st.queued.len() + st.writing >= opts.queue_bytes && !st.pending.is_empty())
+        {
+            drop(st);
+            self.stats.overloads.fetch_add(1, Ordering::Relaxed);
+            return Err(BackendError::Overloaded(Tier::L1));
+        }
+        let mut opaque = st.next_opaque;
+        let before = st.queued.len();
+        let Some((expect, last_opaque)) = encode(&mut st.queued, &mut opaque) else {
+            return Err(BackendError::Unsupported(Tier::L1));
+        };
+        st.next_opaque = opaque;
+        st.queued_total += (st.queued.len() - before) as u64;
+        let end = st.queued_total;
+        let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
+        st.pending.push_back(Pending {
+            expect,
+            last_opaque,
+            packets: Vec::new(),
+            reply: Some(tx),
+            queued: now,
+            deadline: now + batch_timeout(opts.timeout, keys),
+            end,
+        });
+        self.stats.inflight.fetch_add(1, Ordering::Relaxed);
+        let wake = std::mem::take(&mut st.parked);
+        drop(st);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(rx)
+    }
 }
 
 /// The pool. Cheap to share; dropping every handle stops its tasks.
 pub struct MemcachedL1 {
-    conns: Vec<Conn>,
+    conns: Vec<Arc<Conn>>,
+    /// Pooled connections per worker: worker `w` owns
+    /// `conns[w * per_worker..(w + 1) * per_worker]`.
+    per_worker: usize,
     next: AtomicUsize,
     opts: L1Options,
 }
 
+impl Drop for MemcachedL1 {
+    fn drop(&mut self) {
+        for c in &self.conns {
+            c.closed.store(true, Ordering::Release);
+            c.wake.notify_one();
+        }
+    }
+}
+
 impl MemcachedL1 {
-    /// Start the pool's connection tasks (they connect in the background and
-    /// keep redialling). Must be called inside a tokio runtime.
-    pub fn start(opts: L1Options) -> Arc<MemcachedL1> {
-        let conns = (0..opts.conns.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let stats = Arc::new(ConnStats::default());
-                tokio::spawn(run_conn(opts.clone(), rx, stats.clone()));
-                Conn { tx, stats }
-            })
-            .collect();
+    /// Start `opts.conns` connection tasks on each of `workers` (on the
+    /// current runtime when `workers` is empty). They connect in the
+    /// background and keep redialling.
+    pub fn start(opts: L1Options, workers: &[Handle]) -> Arc<MemcachedL1> {
+        let current;
+        let workers = if workers.is_empty() {
+            current = [Handle::current()];
+            &current[..]
+        } else {
+            workers
+        };
+        let per_worker = opts.conns.max(1);
+        let mut conns = Vec::with_capacity(per_worker * workers.len());
+        for worker in workers {
+            for _ in 0..per_worker {
+                let conn = Arc::new(Conn {
+                    state: Mutex::new(State::default()),
+                    wake: Notify::new(),
+                    stats: ConnStats::default(),
+                    closed: AtomicBool::new(false),
+                });
+                worker.spawn(run_conn(conn.clone(), opts.clone()));
+                conns.push(conn);
+            }
+        }
         Arc::new(MemcachedL1 {
             conns,
+            per_worker,
             next: AtomicUsize::new(0),
             opts,
         })
     }
 
-    /// A handle pinned to one pooled connection, for one client connection.
-    pub fn lane(self: &Arc<Self>) -> Lane {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+    /// A handle pinned to one pooled connection of `worker`, for one client
+    /// connection served there.
+    pub fn lane(self: &Arc<Self>, worker: usize) -> Lane {
+        let workers = self.conns.len() / self.per_worker;
+        let first = (worker % workers) * self.per_worker;
+        let index = first + self.next.fetch_add(1, Ordering::Relaxed) % self.per_worker;
         Lane {
             pool: self.clone(),
             index,
@@ -155,10 +293,10 @@ impl MemcachedL1 {
     }
 
     /// A handle that sends each command on the pooled connection its key
-    /// hashes to: writes to one key then reach memcached in the order they
-    /// were issued even when a timed-out write is still queued, which the
-    /// two-tier policies rely on (a late write can never land after a newer
-    /// one).
+    /// hashes to, across every worker's connections: writes to one key then
+    /// reach memcached in the order they were issued even when a timed-out
+    /// write is still queued, which the two-tier policies rely on (a late
+    /// write can never land after a newer one).
     pub fn keyed(self: &Arc<Self>) -> Keyed {
         Keyed { pool: self.clone() }
     }
@@ -173,9 +311,9 @@ impl MemcachedL1 {
 
     /// Wait until every pooled connection is up, or the deadline passes.
     pub async fn wait_connected(&self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
+        let deadline = Instant::now() + within;
         while self.connected() < self.conns.len() {
-            if tokio::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -184,7 +322,7 @@ impl MemcachedL1 {
     }
 
     pub fn conn_stats(&self) -> impl Iterator<Item = &ConnStats> {
-        self.conns.iter().map(|c| &*c.stats)
+        self.conns.iter().map(|c| &c.stats)
     }
 }
 
@@ -195,27 +333,52 @@ pub struct Lane {
     index: usize,
 }
 
+impl Lane {
+    fn conn(&self) -> &Conn {
+        &self.pool.conns[self.index]
+    }
+}
+
+fn failed(e: BackendError) -> BackendFuture {
+    Box::pin(std::future::ready(Err(e)))
+}
+
+/// The outcome of a queued request, once the connection's task answers.
+async fn outcome(rx: ReplyRx) -> Result<Vec<Packet>, BackendError> {
+    match rx.await {
+        Ok(r) => r,
+        // The task ended without answering (the pool is shutting down).
+        Err(_) => Err(BackendError::Unavailable(Tier::L1)),
+    }
+}
+
 impl Backend for Lane {
+    fn unsettled(&self, _key: Option<&[u8]>) -> bool {
+        self.conn().stats.zombies.load(Ordering::Acquire) > 0
+    }
+
     fn call_many(&self, cmds: Vec<Command>) -> BatchFuture {
-        let stats = &self.pool.conns[self.index].stats;
-        let n = cmds.len() as u32;
-        let base = stats.opaque.fetch_add(n + 1, Ordering::Relaxed);
-        let mut out = BytesMut::new();
         let mut quiet = Vec::with_capacity(cmds.len());
-        for (i, cmd) in cmds.iter().enumerate() {
-            match quiet_packet(cmd, base.wrapping_add(i as u32), &mut out) {
-                Some(q) => quiet.push(q),
-                None => {
-                    return Box::pin(std::future::ready(Err(BackendError::Unsupported(Tier::L1))))
+        let mut base = 0;
+        let rx = self
+            .conn()
+            .submit(&self.pool.opts, cmds.len(), |out, opaque| {
+                base = *opaque;
+                for cmd in &cmds {
+                    quiet.push(quiet_packet(cmd, *opaque, out)?);
+                    *opaque = opaque.wrapping_add(1);
                 }
-            }
-        }
-        let noop = base.wrapping_add(n);
-        write_packet(&mut out, REQ_MAGIC, op::NOOP, 0, noop, 0, &[], &[], &[]);
-        let rx = self.submit(out.freeze(), Expect::UntilNoop, noop);
-        let lane = self.clone();
+                let noop = *opaque;
+                *opaque = opaque.wrapping_add(1);
+                packet(out, op::NOOP, noop, 0, &[], &[], None);
+                Some((Expect::UntilNoop, noop))
+            });
+        let rx = match rx {
+            Ok(rx) => rx,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         Box::pin(async move {
-            let packets = lane.wait(rx?, cmds.len()).await?;
+            let packets = outcome(rx).await?;
             let mut replies: Vec<Option<Response>> = vec![None; cmds.len()];
             for p in &packets {
                 let i = p.opaque.wrapping_sub(base) as usize;
@@ -242,40 +405,18 @@ impl Backend for Lane {
     }
 
     fn call(&self, cmd: &Command) -> BackendFuture {
-        let conn = &self.pool.conns[self.index];
-        let stats = conn.stats.clone();
-        let Some(encoded) = encode(cmd, &stats.opaque) else {
-            return Box::pin(std::future::ready(Err(BackendError::Unsupported(Tier::L1))));
-        };
-        if !stats.connected.load(Ordering::Relaxed) {
-            return Box::pin(std::future::ready(Err(BackendError::Unavailable(Tier::L1))));
+        let mut shape = Shape::Single;
+        let rx = self
+            .conn()
+            .submit(&self.pool.opts, cmd_keys(cmd), |out, opaque| {
+                let (expect, last, s) = encode(cmd, opaque, out)?;
+                shape = s;
+                Some((expect, last))
+            });
+        match rx {
+            Ok(rx) => Box::pin(async move { outcome(rx).await.map(|p| shape.response(p)) }),
+            Err(e) => failed(e),
         }
-        if stats.inflight.load(Ordering::Relaxed) >= self.pool.opts.max_inflight {
-            return Box::pin(std::future::ready(Err(BackendError::Overloaded(Tier::L1))));
-        }
-        let (tx, rx) = oneshot::channel();
-        let submit = Submit {
-            bytes: encoded.bytes,
-            expect: encoded.expect,
-            last_opaque: encoded.last_opaque,
-            reply: tx,
-        };
-        if conn.tx.send(submit).is_err() {
-            return Box::pin(std::future::ready(Err(BackendError::Unavailable(Tier::L1))));
-        }
-        let timeout = batch_timeout(self.pool.opts.timeout, cmd_keys(cmd));
-        let shape = encoded.shape;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(packets))) => Ok(shape.response(packets)),
-                Ok(Ok(Err(e))) => Err(e),
-                Ok(Err(_)) => Err(BackendError::Unavailable(Tier::L1)),
-                Err(_) => {
-                    stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                    Err(BackendError::Timeout(Tier::L1))
-                }
-            }
-        })
     }
 }
 
@@ -295,9 +436,7 @@ impl Keyed {
             index: (h.finish() % self.pool.conns.len() as u64) as usize,
         }
     }
-}
 
-impl Keyed {
     /// A multi-get split by connection, so each key is read on the
     /// connection its writes use (after any write of it still queued);
     /// hits come back in the order of `keys`.
@@ -361,6 +500,17 @@ fn first_key(cmd: &Command) -> Option<&[u8]> {
 }
 
 impl Backend for Keyed {
+    fn unsettled(&self, key: Option<&[u8]>) -> bool {
+        match key {
+            Some(k) => self.lane(Some(k)).unsettled(None),
+            None => self
+                .pool
+                .conns
+                .iter()
+                .any(|c| c.stats.zombies.load(Ordering::Acquire) > 0),
+        }
+    }
+
     fn call(&self, cmd: &Command) -> BackendFuture {
         if let Command::Flush { .. } = cmd {
             // On every connection, so the flush lands after whatever is
@@ -398,55 +548,32 @@ impl Backend for Keyed {
     }
 }
 
-impl Lane {
-    fn submit(
-        &self,
-        bytes: Bytes,
-        expect: Expect,
-        last_opaque: u32,
-    ) -> Result<oneshot::Receiver<Result<Vec<Packet>, BackendError>>, BackendError> {
-        let conn = &self.pool.conns[self.index];
-        if !conn.stats.connected.load(Ordering::Relaxed) {
-            return Err(BackendError::Unavailable(Tier::L1));
-        }
-        if conn.stats.inflight.load(Ordering::Relaxed) >= self.pool.opts.max_inflight {
-            return Err(BackendError::Overloaded(Tier::L1));
-        }
-        let (tx, rx) = oneshot::channel();
-        let submit = Submit {
-            bytes,
-            expect,
-            last_opaque,
-            reply: tx,
-        };
-        conn.tx
-            .send(submit)
-            .map_err(|_| BackendError::Unavailable(Tier::L1))?;
-        Ok(rx)
-    }
-
-    async fn wait(
-        &self,
-        rx: oneshot::Receiver<Result<Vec<Packet>, BackendError>>,
-        packets: usize,
-    ) -> Result<Vec<Packet>, BackendError> {
-        match tokio::time::timeout(batch_timeout(self.pool.opts.timeout, packets), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(BackendError::Unavailable(Tier::L1)),
-            Err(_) => {
-                self.pool.conns[self.index]
-                    .stats
-                    .timeouts
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(BackendError::Timeout(Tier::L1))
-            }
-        }
+/// Write one request packet; a value is shared, not copied, when it is long.
+fn packet(
+    out: &mut OutBuf,
+    opcode: u8,
+    opaque: u32,
+    cas: u64,
+    extras: &[u8],
+    key: &[u8],
+    value: Option<&Bytes>,
+) {
+    let head = Head {
+        magic: REQ_MAGIC,
+        opcode,
+        status: 0,
+        opaque,
+        cas,
+    };
+    match value {
+        Some(v) => head.write_shared(out, extras, key, v),
+        None => head.write(out, extras, key, 0),
     }
 }
 
 /// The quiet opcode for a pipelined store, delete or touch, or `None` for
 /// commands `call_many` does not take. Touch has no quiet form.
-fn quiet_packet(cmd: &Command, opaque: u32, out: &mut BytesMut) -> Option<bool> {
+fn quiet_packet(cmd: &Command, opaque: u32, out: &mut OutBuf) -> Option<bool> {
     match cmd {
         Command::Store {
             mode,
@@ -464,16 +591,16 @@ fn quiet_packet(cmd: &Command, opaque: u32, out: &mut BytesMut) -> Option<bool> 
                 StoreMode::Append => (op::APPENDQ, &[]),
                 StoreMode::Prepend => (op::PREPENDQ, &[]),
             };
-            write_packet(out, REQ_MAGIC, opcode, 0, opaque, *cas, extras, key, value);
+            packet(out, opcode, opaque, *cas, extras, key, Some(value));
             Some(true)
         }
         Command::Delete { key, cas } => {
-            write_packet(out, REQ_MAGIC, op::DELETEQ, 0, opaque, *cas, &[], key, &[]);
+            packet(out, op::DELETEQ, opaque, *cas, &[], key, None);
             Some(true)
         }
         Command::Touch { key, exptime } => {
             let extras = exptime_to_wire(*exptime).to_be_bytes();
-            write_packet(out, REQ_MAGIC, op::TOUCH, 0, opaque, 0, &extras, key, &[]);
+            packet(out, op::TOUCH, opaque, 0, &extras, key, None);
             Some(false)
         }
         _ => None,
@@ -556,43 +683,29 @@ impl Shape {
     }
 }
 
-struct Encoded {
-    bytes: Bytes,
-    expect: Expect,
-    last_opaque: u32,
-    shape: Shape,
-}
-
-/// The packets that carry `cmd` to memcached, or `None` for commands the
-/// proxy answers itself.
-fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
-    let mut out = BytesMut::new();
-    let next = || opaques.fetch_add(1, Ordering::Relaxed);
-    let one =
-        |out: &mut BytesMut, opcode: u8, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
-            let opaque = next();
-            write_packet(out, REQ_MAGIC, opcode, 0, opaque, cas, extras, key, value);
-            opaque
-        };
-    let single = |out: BytesMut, last_opaque: u32| Encoded {
-        bytes: out.freeze(),
-        expect: Expect::One,
-        last_opaque,
-        shape: Shape::Single,
+/// Write the packets that carry `cmd` to memcached, numbered from
+/// `*opaque`; `None` (and nothing written) for commands the proxy answers
+/// itself.
+fn encode(cmd: &Command, opaque: &mut u32, out: &mut OutBuf) -> Option<(Expect, u32, Shape)> {
+    let mut one = |out: &mut OutBuf,
+                   opcode: u8,
+                   cas: u64,
+                   extras: &[u8],
+                   key: &[u8],
+                   value: Option<&Bytes>| {
+        let this = *opaque;
+        *opaque = opaque.wrapping_add(1);
+        packet(out, opcode, this, cas, extras, key, value);
+        this
     };
-    let enc = match cmd {
+    Some(match cmd {
         Command::Get { keys, touch } => {
             let extras = touch.map(|e| exptime_to_wire(e).to_be_bytes());
             let extras: &[u8] = extras.as_ref().map(|e| &e[..]).unwrap_or(&[]);
             if keys.len() == 1 {
                 let opcode = if touch.is_some() { op::GATK } else { op::GETK };
-                let last = one(&mut out, opcode, 0, extras, &keys[0], &[]);
-                Encoded {
-                    bytes: out.freeze(),
-                    expect: Expect::One,
-                    last_opaque: last,
-                    shape: Shape::Hits,
-                }
+                let last = one(out, opcode, 0, extras, &keys[0], None);
+                (Expect::One, last, Shape::Hits)
             } else {
                 let opcode = if touch.is_some() {
                     op::GATKQ
@@ -600,15 +713,10 @@ fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
                     op::GETKQ
                 };
                 for key in keys {
-                    one(&mut out, opcode, 0, extras, key, &[]);
+                    one(out, opcode, 0, extras, key, None);
                 }
-                let last = one(&mut out, op::NOOP, 0, &[], &[], &[]);
-                Encoded {
-                    bytes: out.freeze(),
-                    expect: Expect::UntilNoop,
-                    last_opaque: last,
-                    shape: Shape::Hits,
-                }
+                let last = one(out, op::NOOP, 0, &[], &[], None);
+                (Expect::UntilNoop, last, Shape::Hits)
             }
         }
         Command::Store {
@@ -620,12 +728,12 @@ fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
             value,
         } => {
             let extras = binary::store_extras(*flags, *exptime);
-            let last = match mode {
-                StoreMode::Set => one(&mut out, op::SET, *cas, &extras, key, value),
-                StoreMode::Add => one(&mut out, op::ADD, *cas, &extras, key, value),
-                StoreMode::Replace => one(&mut out, op::REPLACE, *cas, &extras, key, value),
-                StoreMode::Append => one(&mut out, op::APPEND, *cas, &[], key, value),
-                StoreMode::Prepend => one(&mut out, op::PREPEND, *cas, &[], key, value),
+            let (opcode, cas, extras, shape): (u8, u64, &[u8], Shape) = match mode {
+                StoreMode::Set => (op::SET, *cas, &extras, Shape::Single),
+                StoreMode::Add => (op::ADD, *cas, &extras, Shape::Single),
+                StoreMode::Replace => (op::REPLACE, *cas, &extras, Shape::Single),
+                StoreMode::Append => (op::APPEND, *cas, &[], Shape::Single),
+                StoreMode::Prepend => (op::PREPEND, *cas, &[], Shape::Single),
                 // Text cas goes as a binary replace carrying the cas: with a
                 // cas, memcached treats every storage opcode as cas, but a
                 // refused (too large) binary *set* also drops the old value,
@@ -633,33 +741,24 @@ fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
                 // cas of 0 like any other and never matches it, while binary
                 // reads 0 as "no cas"; a cas no item can have gives the same
                 // answers (too large, EXISTS or NOT_FOUND) and stores nothing.
-                StoreMode::Cas => {
-                    let cas = if *cas == 0 { u64::MAX } else { *cas };
-                    let last = one(&mut out, op::REPLACE, cas, &extras, key, value);
-                    return Some(Encoded {
-                        bytes: out.freeze(),
-                        expect: Expect::One,
-                        last_opaque: last,
-                        shape: Shape::Cas,
-                    });
-                }
+                StoreMode::Cas => (
+                    op::REPLACE,
+                    if *cas == 0 { u64::MAX } else { *cas },
+                    &extras,
+                    Shape::Cas,
+                ),
             };
-            single(out, last)
+            let last = one(out, opcode, cas, extras, key, Some(value));
+            (Expect::One, last, shape)
         }
         Command::Delete { key, cas } => {
-            let last = one(&mut out, op::DELETE, *cas, &[], key, &[]);
-            single(out, last)
+            let last = one(out, op::DELETE, *cas, &[], key, None);
+            (Expect::One, last, Shape::Single)
         }
         Command::Touch { key, exptime } => {
-            let last = one(
-                &mut out,
-                op::TOUCH,
-                0,
-                &exptime_to_wire(*exptime).to_be_bytes(),
-                key,
-                &[],
-            );
-            single(out, last)
+            let extras = exptime_to_wire(*exptime).to_be_bytes();
+            let last = one(out, op::TOUCH, 0, &extras, key, None);
+            (Expect::One, last, Shape::Single)
         }
         Command::Arith {
             key,
@@ -669,45 +768,24 @@ fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
         } => {
             let extras = binary::arith_extras(*delta, *create);
             let opcode = if *incr { op::INCREMENT } else { op::DECREMENT };
-            let last = one(&mut out, opcode, 0, &extras, key, &[]);
-            single(out, last)
+            let last = one(out, opcode, 0, &extras, key, None);
+            (Expect::One, last, Shape::Single)
         }
         Command::Flush { delay } => {
             // A delay of zero or less flushes now; binary says that with no
             // extras (a negative one would read as a time long past).
-            let last = if *delay > 0 {
-                one(
-                    &mut out,
-                    op::FLUSH,
-                    0,
-                    &exptime_to_wire(*delay).to_be_bytes(),
-                    &[],
-                    &[],
-                )
-            } else {
-                one(&mut out, op::FLUSH, 0, &[], &[], &[])
-            };
-            single(out, last)
+            let extras = exptime_to_wire(*delay).to_be_bytes();
+            let extras: &[u8] = if *delay > 0 { &extras } else { &[] };
+            let last = one(out, op::FLUSH, 0, extras, &[], None);
+            (Expect::One, last, Shape::Single)
         }
         Command::Stats { arg } => {
-            let last = one(
-                &mut out,
-                op::STAT,
-                0,
-                &[],
-                arg.as_deref().unwrap_or(&[]),
-                &[],
-            );
-            Encoded {
-                bytes: out.freeze(),
-                expect: Expect::UntilStatEnd,
-                last_opaque: last,
-                shape: Shape::Stats,
-            }
+            let last = one(out, op::STAT, 0, &[], arg.as_deref().unwrap_or(&[]), None);
+            (Expect::UntilStatEnd, last, Shape::Stats)
         }
         Command::Version => {
-            let last = one(&mut out, op::VERSION, 0, &[], &[], &[]);
-            single(out, last)
+            let last = one(out, op::VERSION, 0, &[], &[], None);
+            (Expect::One, last, Shape::Single)
         }
         Command::Invalid(Invalid::TooLarge { .. })
         | Command::Invalid(_)
@@ -715,59 +793,64 @@ fn encode(cmd: &Command, opaques: &AtomicU32) -> Option<Encoded> {
         | Command::Verbosity { .. }
         | Command::Noop
         | Command::Quit => return None,
-    };
-    Some(enc)
+    })
+}
+
+async fn connect(addr: &L1Addr) -> std::io::Result<Stream> {
+    Ok(match addr {
+        L1Addr::Unix(path) => Stream::Unix(tokio::net::UnixStream::connect(path).await?),
+        L1Addr::Tcp(addr) => {
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            let _ = s.set_nodelay(true);
+            Stream::Tcp(s)
+        }
+    })
 }
 
 /// One pooled connection: connect, serve until it breaks, redial with
 /// backoff; ends when every handle is gone.
-async fn run_conn(opts: L1Options, mut rx: mpsc::UnboundedReceiver<Submit>, stats: Arc<ConnStats>) {
+async fn run_conn(conn: Arc<Conn>, opts: L1Options) {
     let mut backoff = Duration::from_millis(5);
     let mut warned = false;
     loop {
-        let result = match &opts.addr {
-            L1Addr::Unix(path) => match tokio::net::UnixStream::connect(path).await {
-                Ok(s) => {
-                    let (r, w) = s.into_split();
-                    Ok(serve(r, w, &mut rx, &stats, &opts).await)
-                }
-                Err(e) => Err(e),
-            },
-            L1Addr::Tcp(addr) => match tokio::net::TcpStream::connect(addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    let (r, w) = s.into_split();
-                    Ok(serve(r, w, &mut rx, &stats, &opts).await)
-                }
-                Err(e) => Err(e),
-            },
-        };
-        match result {
-            Ok(Ended::Closed) => return,
-            Ok(Ended::Broken(why)) => {
-                tracing::warn!(tier = "L1", addr = %opts.addr, "memcached connection lost: {why}");
-                backoff = Duration::from_millis(5);
-                warned = false;
+        if conn.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if conn.stats.zombies.load(Ordering::Acquire) >= MAX_ZOMBIES {
+            // memcached has not answered what the last sockets carried:
+            // another socket would stall the same way.
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = conn.wake.notified() => {}
             }
-            Err(e) => {
+            continue;
+        }
+        match tokio::time::timeout(opts.timeout, connect(&opts.addr)).await {
+            Ok(Ok(stream)) => match serve(&conn, stream, &opts).await {
+                Ended::Closed => return,
+                Ended::Broken(why) | Ended::Stalled(why) => {
+                    tracing::warn!(tier = "L1", addr = %opts.addr, "memcached connection lost: {why}");
+                    backoff = Duration::from_millis(5);
+                    warned = false;
+                }
+            },
+            Ok(Err(e)) => {
                 if !warned {
                     tracing::warn!(tier = "L1", addr = %opts.addr, "cannot connect to memcached: {e}");
                     warned = true;
                 }
             }
-        }
-        stats.reconnects.fetch_add(1, Ordering::Relaxed);
-        // Fail whatever arrives while we wait to redial.
-        let sleep = tokio::time::sleep(backoff);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => break,
-                sub = rx.recv() => match sub {
-                    Some(s) => { let _ = s.reply.send(Err(BackendError::Unavailable(Tier::L1))); }
-                    None => return,
-                },
+            Err(_) => {
+                if !warned {
+                    tracing::warn!(tier = "L1", addr = %opts.addr, "cannot connect to memcached: no answer within {:?}", opts.timeout);
+                    warned = true;
+                }
             }
+        }
+        conn.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = conn.wake.notified() => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
@@ -778,120 +861,301 @@ enum Ended {
     Closed,
     /// The connection broke: redial.
     Broken(String),
+    /// Nothing arrived for a timeout while requests waited: redial.
+    Stalled(String),
 }
 
-async fn serve<R, W>(
-    read: R,
-    mut write: W,
-    rx: &mut mpsc::UnboundedReceiver<Submit>,
-    stats: &Arc<ConnStats>,
-    opts: &L1Options,
-) -> Ended
-where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin,
-{
-    let pending: Arc<Mutex<VecDeque<Pending>>> = Arc::default();
-    let mut reader = tokio::spawn(read_replies(
-        read,
-        pending.clone(),
-        stats.clone(),
-        opts.max_body,
-    ));
-    stats.connected.store(true, Ordering::Relaxed);
-    let mut out = BytesMut::with_capacity(64 * 1024);
-    let ended = loop {
-        tokio::select! {
-            biased;
-            done = &mut reader => {
-                break Ended::Broken(match done {
-                    Ok(why) => why,
-                    Err(e) => format!("reader task failed: {e}"),
-                });
-            }
-            sub = rx.recv() => {
-                let Some(first) = sub else { break Ended::Closed };
-                let mut next = Some(first);
-                {
-                    let Ok(mut queue) = pending.lock() else { break Ended::Broken("lock poisoned".into()) };
-                    while let Some(s) = next.take() {
-                        out.extend_from_slice(&s.bytes);
-                        queue.push_back(Pending {
-                            expect: s.expect,
-                            last_opaque: s.last_opaque,
-                            packets: Vec::new(),
-                            reply: s.reply,
-                        });
-                        stats.inflight.fetch_add(1, Ordering::Relaxed);
-                        if out.len() < 256 * 1024 {
-                            next = rx.try_recv().ok();
-                        }
-                    }
-                }
-                if let Err(e) = write.write_all(&out).await {
-                    break Ended::Broken(format!("write failed: {e}"));
-                }
-                out.clear();
-            }
-        }
+/// Serve one connected socket until it breaks, stalls or the pool closes;
+/// then fail whatever it still holds. A stalled socket with requests
+/// written to it becomes a zombie until memcached answers them.
+async fn serve(conn: &Arc<Conn>, stream: Stream, opts: &L1Options) -> Ended {
+    let written_from = {
+        let mut st = conn.lock();
+        st.up = true;
+        st.queued_total
     };
-    stats.connected.store(false, Ordering::Relaxed);
-    reader.abort();
-    let drained: Vec<Pending> = match pending.lock() {
-        Ok(mut q) => q.drain(..).collect(),
-        Err(_) => Vec::new(),
+    conn.stats.connected.store(true, Ordering::Relaxed);
+    let mut io = ConnIo {
+        conn,
+        opts,
+        rbuf: BytesMut::new(),
+        writing: OutBuf::default(),
+        done: Vec::new(),
+        last_read: Instant::now(),
+        written: written_from,
     };
-    for p in drained {
-        stats.inflight.fetch_sub(1, Ordering::Relaxed);
-        let _ = p.reply.send(Err(BackendError::Unavailable(Tier::L1)));
+    let (ended, error) = io.run(&stream).await;
+    let mut st = conn.lock();
+    st.up = false;
+    conn.stats.connected.store(false, Ordering::Relaxed);
+    let mut failed: Vec<Pending> = st.pending.drain(..).collect();
+    st.queued = OutBuf::default();
+    st.queued_total = io.written;
+    st.writing = 0;
+    drop(st);
+    conn.stats
+        .inflight
+        .fetch_sub(failed.len(), Ordering::Relaxed);
+    if matches!(error, BackendError::Timeout(_)) {
+        conn.stats
+            .timeouts
+            .fetch_add(failed.len() as u64, Ordering::Relaxed);
     }
-    ended
+    for p in failed.iter_mut() {
+        if let Some(tx) = p.reply.take() {
+            let _ = tx.send(Err(error.clone()));
+        }
+        p.packets = Vec::new();
+    }
+    // Requests wholly written are a prefix of the queue.
+    let sent: VecDeque<Pending> = failed
+        .into_iter()
+        .take_while(|p| p.end <= io.written)
+        .collect();
+    if matches!(ended, Ended::Stalled(_)) && !sent.is_empty() {
+        conn.stats.zombies.fetch_add(1, Ordering::AcqRel);
+        let rbuf = std::mem::take(&mut io.rbuf);
+        tokio::spawn(settle(conn.clone(), stream, sent, rbuf, opts.max_body));
+    }
+    match ended {
+        Ended::Stalled(why) => Ended::Broken(why),
+        other => other,
+    }
 }
 
-/// Read reply packets and hand each to the request at the front of the queue.
-async fn read_replies<R: AsyncRead + Unpin>(
-    mut read: R,
-    pending: Arc<Mutex<VecDeque<Pending>>>,
-    stats: Arc<ConnStats>,
+/// A stalled socket: read it until memcached has answered every request
+/// written to it (or closed it), then close it and settle its slot.
+async fn settle(
+    conn: Arc<Conn>,
+    stream: Stream,
+    mut sent: VecDeque<Pending>,
+    mut rbuf: BytesMut,
     max_body: usize,
-) -> String {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    loop {
+) {
+    let waiting = sent.len();
+    'read: loop {
         loop {
-            let packet = match binary::decode_packet(&mut buf, max_body) {
+            let packet = match binary::decode_packet(&mut rbuf, max_body) {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
-                Err(FrameError { reason, .. }) => return format!("bad reply: {reason}"),
+                Err(_) => break 'read,
             };
-            if packet.magic != binary::RES_MAGIC {
-                return "bad reply magic".into();
-            }
-            let Ok(mut queue) = pending.lock() else {
-                return "lock poisoned".into();
+            let Some(front) = sent.front() else {
+                break 'read;
             };
-            let Some(front) = queue.front_mut() else {
-                return "reply with no request waiting".into();
-            };
-            let done = match front.expect {
+            let finished = match front.expect {
                 Expect::One => true,
                 Expect::UntilNoop => packet.opcode == op::NOOP,
                 Expect::UntilStatEnd => packet.status != status::OK || packet.key.is_empty(),
             };
-            if done && packet.opaque != front.last_opaque {
-                return "replies out of step with requests".into();
-            }
-            front.packets.push(packet);
-            if done {
-                if let Some(p) = queue.pop_front() {
-                    stats.inflight.fetch_sub(1, Ordering::Relaxed);
-                    let _ = p.reply.send(Ok(p.packets));
+            if finished {
+                sent.pop_front();
+                if sent.is_empty() {
+                    break 'read;
                 }
             }
         }
-        match read.read_buf(&mut buf).await {
-            Ok(0) => return "memcached closed the connection".into(),
-            Ok(_) => {}
-            Err(e) => return format!("read failed: {e}"),
+        if conn.closed.load(Ordering::Acquire) || stream.readable().await.is_err() {
+            break;
         }
+        if rbuf.capacity() - rbuf.len() < READ_ROOM / 4 {
+            rbuf.reserve(READ_ROOM);
+        }
+        match stream.try_read_buf(&mut rbuf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+    }
+    tracing::info!(
+        tier = "L1",
+        "a stalled memcached connection settled ({} of {waiting} late replies)",
+        waiting - sent.len()
+    );
+    conn.stats.zombies.fetch_sub(1, Ordering::AcqRel);
+    conn.wake.notify_one();
+}
+
+/// The task side of one connected socket.
+struct ConnIo<'a> {
+    conn: &'a Conn,
+    /// Bytes of the slot's stream written so far.
+    written: u64,
+    opts: &'a L1Options,
+    rbuf: BytesMut,
+    /// Requests taken from the queue, not yet written.
+    writing: OutBuf,
+    /// Answers to send once the lock is released (kept for its capacity).
+    done: Vec<(ReplyTx, Result<Vec<Packet>, BackendError>)>,
+    last_read: Instant,
+}
+
+/// Read buffer: at least this much room for each read; kept while idle
+/// only up to this size.
+const READ_ROOM: usize = 64 * 1024;
+
+impl ConnIo<'_> {
+    /// Run until the socket breaks or stalls (with the error its requests
+    /// fail with) or the pool closes.
+    async fn run(&mut self, stream: &Stream) -> (Ended, BackendError) {
+        let unavailable = BackendError::Unavailable(Tier::L1);
+        let timer = tokio::time::sleep(self.opts.timeout);
+        tokio::pin!(timer);
+        let mut armed = false;
+        loop {
+            if self.conn.closed.load(Ordering::Acquire) {
+                return (Ended::Closed, unavailable);
+            }
+            // Take what callers queued, and arm the deadline check if
+            // requests wait.
+            {
+                let mut st = self.conn.lock();
+                if self.writing.is_empty() {
+                    std::mem::swap(&mut st.queued, &mut self.writing);
+                }
+                if !armed {
+                    if let Some(front) = st.pending.front() {
+                        timer.as_mut().reset(front.deadline);
+                        armed = true;
+                    }
+                }
+                st.parked = self.writing.is_empty();
+                st.writing = self.writing.len();
+            }
+            if !self.writing.is_empty() {
+                let before = self.writing.len();
+                let result = stream.try_write_out(&mut self.writing);
+                self.written += (before - self.writing.len()) as u64;
+                if let Err(e) = result {
+                    return (Ended::Broken(format!("write failed: {e}")), unavailable);
+                }
+                if self.writing.is_empty() {
+                    self.writing.release(READ_ROOM);
+                    continue;
+                }
+            }
+            tokio::select! {
+                biased;
+                r = stream.readable() => {
+                    if let Err(e) = r {
+                        return (Ended::Broken(format!("read failed: {e}")), unavailable);
+                    }
+                    if let Err(why) = self.read(stream) {
+                        return (Ended::Broken(why), unavailable);
+                    }
+                }
+                r = stream.writable(), if !self.writing.is_empty() => {
+                    if let Err(e) = r {
+                        return (Ended::Broken(format!("write failed: {e}")), unavailable);
+                    }
+                }
+                _ = self.conn.wake.notified(), if self.writing.is_empty() => {}
+                _ = &mut timer, if armed => {
+                    match self.check_deadlines() {
+                        Ok(Some(next)) => timer.as_mut().reset(next),
+                        Ok(None) => armed = false,
+                        Err(why) => return (Ended::Stalled(why), BackendError::Timeout(Tier::L1)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read what memcached sent and answer the requests it completes.
+    fn read(&mut self, stream: &Stream) -> Result<(), String> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_ROOM / 4 {
+            self.rbuf.reserve(READ_ROOM);
+        }
+        match stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => return Err("memcached closed the connection".into()),
+            Ok(_) => self.last_read = Instant::now(),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(format!("read failed: {e}")),
+        }
+        let mut st = self.conn.lock();
+        let result = loop {
+            let packet = match binary::decode_packet(&mut self.rbuf, self.opts.max_body) {
+                Ok(Some(p)) => p,
+                Ok(None) => break Ok(()),
+                Err(FrameError { reason, .. }) => break Err(format!("bad reply: {reason}")),
+            };
+            if packet.magic != binary::RES_MAGIC {
+                break Err("bad reply magic".into());
+            }
+            let Some(front) = st.pending.front_mut() else {
+                break Err("reply with no request waiting".into());
+            };
+            let finished = match front.expect {
+                Expect::One => true,
+                Expect::UntilNoop => packet.opcode == op::NOOP,
+                Expect::UntilStatEnd => packet.status != status::OK || packet.key.is_empty(),
+            };
+            if finished && packet.opaque != front.last_opaque {
+                break Err("replies out of step with requests".into());
+            }
+            if front.reply.is_some() {
+                front.packets.push(packet);
+            }
+            if finished {
+                if let Some(p) = st.pending.pop_front() {
+                    self.conn.stats.inflight.fetch_sub(1, Ordering::Relaxed);
+                    if let Some(tx) = p.reply {
+                        self.done.push((tx, Ok(p.packets)));
+                    }
+                }
+            }
+        };
+        let idle = st.pending.is_empty();
+        drop(st);
+        for (tx, r) in self.done.drain(..) {
+            let _ = tx.send(r);
+        }
+        // Idle with nothing buffered: let a large buffer go (the values
+        // sliced from it live on with their readers).
+        if idle && self.rbuf.is_empty() && self.rbuf.capacity() > READ_ROOM {
+            self.rbuf = BytesMut::new();
+        }
+        result
+    }
+
+    /// The timer fired: answer requests past their deadline, declare the
+    /// connection dead if nothing arrived for a whole timeout while requests
+    /// waited, and say when to look again (`None`: nothing waits).
+    fn check_deadlines(&mut self) -> Result<Option<Instant>, String> {
+        let now = Instant::now();
+        let mut st = self.conn.lock();
+        let Some(front) = st.pending.front() else {
+            return Ok(None);
+        };
+        let stalled_since = self.last_read.max(front.queued);
+        let dead_at = stalled_since + self.opts.timeout;
+        if now >= dead_at {
+            return Err(format!(
+                "no reply for {:?} with {} request(s) waiting",
+                self.opts.timeout,
+                st.pending.len()
+            ));
+        }
+        let mut next = dead_at;
+        for p in st.pending.iter_mut() {
+            if p.reply.is_none() {
+                continue;
+            }
+            if p.deadline <= now {
+                if let Some(tx) = p.reply.take() {
+                    self.conn.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                    self.done.push((tx, Err(BackendError::Timeout(Tier::L1))));
+                }
+                p.packets = Vec::new();
+            } else {
+                next = next.min(p.deadline);
+            }
+        }
+        drop(st);
+        for (tx, r) in self.done.drain(..) {
+            let _ = tx.send(r);
+        }
+        Ok(Some(next))
     }
 }

@@ -95,6 +95,14 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Whether a request for `key` (any key: `None`) sent earlier and
+    /// reported failed may still be carried out by the tier, after requests
+    /// sent since. While it may, a later success does not prove that an
+    /// earlier failed write was superseded.
+    fn unsettled(&self, _key: Option<&[u8]>) -> bool {
+        false
+    }
+
     /// Several stores, deletes or touches at once, answered in order. A tier
     /// that can pipeline sends them together (memcached: quiet opcodes and
     /// one noop, so only failures come back); this default awaits each.

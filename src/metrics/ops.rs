@@ -328,6 +328,29 @@ impl OpMetrics {
         }
     }
 
+    /// A multi-get answered in pieces, counted once: `keys` named, `hits`
+    /// found, or `failed` part way.
+    pub fn record_get(
+        &self,
+        touch: bool,
+        keys: usize,
+        hits: usize,
+        failed: bool,
+        elapsed: Duration,
+    ) {
+        let cmd = if touch { Cmd::Gat } else { Cmd::Get };
+        let outcome = match (failed, hits >= keys) {
+            (true, _) => Outcome::Error,
+            (false, true) => Outcome::Hit,
+            (false, false) => Outcome::Miss,
+        };
+        self.count(cmd, outcome, elapsed);
+        if !failed {
+            self.keys[0].fetch_add(hits as u64, Ordering::Relaxed);
+            self.keys[1].fetch_add((keys - hits.min(keys)) as u64, Ordering::Relaxed);
+        }
+    }
+
     fn count(&self, cmd: Cmd, outcome: Outcome, elapsed: Duration) {
         self.counts[cmd as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
         self.latency[cmd as usize].observe(elapsed);

@@ -38,8 +38,9 @@ pub trait Orca: Send {
     }
 }
 
-/// Builds the orca of each new client connection.
-pub type OrcaFactory = Arc<dyn Fn() -> Box<dyn Orca> + Send + Sync>;
+/// Builds the orca of each new client connection, given the worker thread
+/// that will serve it.
+pub type OrcaFactory = Arc<dyn Fn(usize) -> Box<dyn Orca> + Send + Sync>;
 
 pub(crate) fn ready(resp: Response) -> Reply {
     Box::pin(std::future::ready(resp))

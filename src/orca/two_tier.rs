@@ -16,7 +16,9 @@
 //!   ([`L1Trust`]): reads ignore its L1 copy until an L1 write or delete of
 //!   it succeeds. The L1 client routes every key to one connection, so a
 //!   timed-out write still queued in memcached lands before the later one
-//!   that clears the suspicion.
+//!   that clears the suspicion; when that connection stalled and was
+//!   replaced, the old socket may still deliver it, so only a write issued
+//!   once the old socket has settled clears ([`Backend::unsettled`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -356,6 +358,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
                 if self.trust.all_suspect() {
                     return;
                 }
+                let settled = self.settled(&v.key);
                 match self
                     .l1
                     .call(&Command::Delete {
@@ -364,7 +367,9 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
                     })
                     .await
                 {
-                    Ok(Response::Deleted | Response::NotFound) => self.trust.clear(&v.key),
+                    Ok(Response::Deleted | Response::NotFound) if settled => {
+                        self.trust.clear(&v.key)
+                    }
                     _ => continue,
                 }
             }
@@ -493,11 +498,12 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             cas: 0,
             value: wrap(cas, data),
         };
+        let settled = self.settled(key);
         match self.l1.call(&cmd).await {
-            Ok(Response::Stored { .. }) => self.trust.clear(key),
+            Ok(Response::Stored { .. }) => self.clear_if(key, settled),
             // Replace found nothing: L1 holds nothing stale either.
             Ok(Response::NotStored) if policy.l1_write == StoreMode::Replace => {
-                self.trust.clear(key)
+                self.clear_if(key, settled)
             }
             // Refused (too large for memcached, out of memory): drop the
             // old copy instead.
@@ -519,13 +525,29 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         );
     }
 
+    /// Whether no earlier L1 request for `key` that failed can still be
+    /// carried out (see [`Backend::unsettled`]): only then does a write
+    /// issued now supersede it.
+    fn settled(&self, key: &[u8]) -> bool {
+        !self.l1.unsettled(Some(key))
+    }
+
+    /// An L1 write or delete of `key` succeeded; it settles a suspicion if
+    /// it was issued when nothing earlier could still land after it.
+    fn clear_if(&self, key: &[u8], settled: bool) {
+        if settled {
+            self.trust.clear(key);
+        }
+    }
+
     async fn l1_delete(&self, key: &Bytes) {
         let cmd = Command::Delete {
             key: key.clone(),
             cas: 0,
         };
+        let settled = self.settled(key);
         match self.l1.call(&cmd).await {
-            Ok(Response::Deleted | Response::NotFound) => self.trust.clear(key),
+            Ok(Response::Deleted | Response::NotFound) => self.clear_if(key, settled),
             _ => {
                 self.l1_write_failed();
                 self.trust.suspect(key);
@@ -577,7 +599,7 @@ async fn recover<B1: Backend + Clone, B2: Backend + Clone>(shared: Weak<Shared<B
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let Some(s) = shared.upgrade() else { return };
-        if !s.trust.all_suspect() {
+        if !s.trust.all_suspect() || s.l1.unsettled(None) {
             continue;
         }
         let generation = s.trust.generation();

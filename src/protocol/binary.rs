@@ -9,6 +9,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::out::Sink;
 use super::{
     Command, ErrorReply, Frame, FrameError, Invalid, Limits, Request, Response, StoreMode, Value,
     MAX_KEY_LEN,
@@ -142,20 +143,65 @@ pub fn write_packet(
     key: &[u8],
     value: &[u8],
 ) {
-    let body = extras.len() + key.len() + value.len();
-    out.reserve(HEADER_LEN + body);
-    out.put_u8(magic);
-    out.put_u8(opcode);
-    out.put_u16(key.len() as u16);
-    out.put_u8(extras.len() as u8);
-    out.put_u8(0);
-    out.put_u16(status);
-    out.put_u32(body as u32);
-    out.put_u32(opaque);
-    out.put_u64(cas);
-    out.put_slice(extras);
-    out.put_slice(key);
+    out.reserve(HEADER_LEN + extras.len() + key.len() + value.len());
+    let head = Head {
+        magic,
+        opcode,
+        status,
+        opaque,
+        cas,
+    };
+    head.write(out, extras, key, value.len());
     out.put_slice(value);
+}
+
+/// A packet's header fields other than the lengths, which [`Head::write`]
+/// computes.
+#[derive(Clone, Copy, Debug)]
+pub struct Head {
+    pub magic: u8,
+    pub opcode: u8,
+    pub status: u16,
+    pub opaque: u32,
+    pub cas: u64,
+}
+
+impl Head {
+    /// The header, extras and key of a packet whose value (`value_len`
+    /// bytes) the caller writes next.
+    pub fn write<S: Sink + ?Sized>(
+        &self,
+        out: &mut S,
+        extras: &[u8],
+        key: &[u8],
+        value_len: usize,
+    ) {
+        let body = (extras.len() + key.len() + value_len) as u32;
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = self.magic;
+        h[1] = self.opcode;
+        h[2..4].copy_from_slice(&(key.len() as u16).to_be_bytes());
+        h[4] = extras.len() as u8;
+        h[6..8].copy_from_slice(&self.status.to_be_bytes());
+        h[8..12].copy_from_slice(&body.to_be_bytes());
+        h[12..16].copy_from_slice(&self.opaque.to_be_bytes());
+        h[16..24].copy_from_slice(&self.cas.to_be_bytes());
+        out.emit(&h);
+        out.emit(extras);
+        out.emit(key);
+    }
+
+    /// A whole packet whose value a sink may share rather than copy.
+    pub fn write_shared<S: Sink + ?Sized>(
+        &self,
+        out: &mut S,
+        extras: &[u8],
+        key: &[u8],
+        value: &Bytes,
+    ) {
+        self.write(out, extras, key, value.len());
+        out.emit_shared(value);
+    }
 }
 
 impl Packet {
@@ -472,43 +518,34 @@ fn request_key(req: &Request) -> Option<&Bytes> {
 }
 
 /// Write the reply to a binary request as memcached would.
-pub fn encode_response(req: &Request, resp: &Response, out: &mut BytesMut) {
+pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &mut S) {
     let Frame::Binary { opcode, opaque } = req.frame else {
         return;
     };
     let quiet = is_quiet(opcode);
-    let ok = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
-        write_packet(
-            out,
-            RES_MAGIC,
-            opcode,
-            status::OK,
-            opaque,
-            cas,
-            extras,
-            key,
-            value,
-        )
+    let head = |status: u16, cas: u64| Head {
+        magic: RES_MAGIC,
+        opcode,
+        status,
+        opaque,
+        cas,
     };
-    let fail = |out: &mut BytesMut, code: u16| {
-        write_packet(
-            out,
-            RES_MAGIC,
-            opcode,
-            code,
-            opaque,
-            0,
-            &[],
-            &[],
-            status_message(code),
-        )
+    let ok = |out: &mut S, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
+        let h = head(status::OK, cas);
+        h.write(out, extras, key, value.len());
+        out.emit(value);
+    };
+    let fail = |out: &mut S, code: u16| {
+        let text = status_message(code);
+        head(code, 0).write(out, &[], &[], text.len());
+        out.emit(text);
     };
     let is_get = matches!(req.cmd, Command::Get { .. } | Command::GetE { .. });
     match resp {
         Response::Values(values) => match values.first() {
             Some(v) => {
                 let key: &[u8] = if returns_key(opcode) { &v.key } else { &[] };
-                ok(out, v.cas, &v.flags.to_be_bytes(), key, &v.data);
+                head(status::OK, v.cas).write_shared(out, &v.flags.to_be_bytes(), key, &v.data);
             }
             None => miss(req, opcode, opaque, quiet, out),
         },
@@ -516,7 +553,7 @@ pub fn encode_response(req: &Request, resp: &Response, out: &mut BytesMut) {
             let mut extras = [0u8; 8];
             extras[..4].copy_from_slice(&value.flags.to_be_bytes());
             extras[4..].copy_from_slice(&expiry.to_be_bytes());
-            ok(out, value.cas, &extras, &[], &value.data);
+            head(status::OK, value.cas).write_shared(out, &extras, &[], &value.data);
         }
         Response::NotFound if is_get => miss(req, opcode, opaque, quiet, out),
         Response::Stored { cas } if !quiet => ok(out, *cas, &[], &[], &[]),
@@ -557,43 +594,33 @@ pub fn encode_response(req: &Request, resp: &Response, out: &mut BytesMut) {
             } else {
                 text
             };
-            write_packet(out, RES_MAGIC, opcode, code, opaque, 0, &[], &[], text);
+            head(code, 0).write(out, &[], &[], text.len());
+            out.emit(text);
         }
         Response::Nothing => {}
     }
 }
 
-fn miss(req: &Request, opcode: u8, opaque: u32, quiet: bool, out: &mut BytesMut) {
+fn miss<S: Sink + ?Sized>(req: &Request, opcode: u8, opaque: u32, quiet: bool, out: &mut S) {
     if quiet {
         return;
     }
+    let head = Head {
+        magic: RES_MAGIC,
+        opcode,
+        status: status::KEY_ENOENT,
+        opaque,
+        cas: 0,
+    };
     if returns_key(opcode) {
         // memcached 1.6.18 sends the key once, in the key field (the body is
         // the key and nothing else).
         let key = request_key(req).map(|k| &k[..]).unwrap_or(&[]);
-        write_packet(
-            out,
-            RES_MAGIC,
-            opcode,
-            status::KEY_ENOENT,
-            opaque,
-            0,
-            &[],
-            key,
-            &[],
-        );
+        head.write(out, &[], key, 0);
     } else {
-        write_packet(
-            out,
-            RES_MAGIC,
-            opcode,
-            status::KEY_ENOENT,
-            opaque,
-            0,
-            &[],
-            &[],
-            status_message(status::KEY_ENOENT),
-        );
+        let text = status_message(status::KEY_ENOENT);
+        head.write(out, &[], &[], text.len());
+        out.emit(text);
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod binary;
 pub mod number;
+pub mod out;
 pub mod text;
 
 #[cfg(test)]
@@ -294,7 +295,7 @@ impl Decoder {
 }
 
 /// Encode a reply to `req` in the request's own encoding.
-pub fn encode_response(req: &Request, resp: &Response, out: &mut bytes::BytesMut) {
+pub fn encode_response<S: out::Sink + ?Sized>(req: &Request, resp: &Response, out: &mut S) {
     match req.frame {
         Frame::Text { .. } => text::encode_response(req, resp, out),
         Frame::Binary { .. } => binary::encode_response(req, resp, out),

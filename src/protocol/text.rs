@@ -11,6 +11,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::number::{parse_i32, parse_u32, parse_u64};
+use super::out::Sink;
 use super::{
     msg, Command, ErrorReply, Frame, FrameError, Invalid, Limits, Request, Response, StoreMode,
     Value, MAX_KEY_LEN,
@@ -435,15 +436,15 @@ fn is_get_line(buf: &[u8]) -> bool {
     rest.starts_with(b"get ") || rest.starts_with(b"gets ")
 }
 
-fn push_line(out: &mut BytesMut, parts: &[&[u8]]) {
+fn push_line<S: Sink + ?Sized>(out: &mut S, parts: &[&[u8]]) {
     for p in parts {
-        out.put_slice(p);
+        out.emit(p);
     }
-    out.put_slice(b"\r\n");
+    out.emit(b"\r\n");
 }
 
 /// Decimal digits of `v`, without going through `fmt` on the hot path.
-pub(crate) fn push_u64(out: &mut BytesMut, mut v: u64) {
+pub(crate) fn push_u64<S: Sink + ?Sized>(out: &mut S, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -454,11 +455,11 @@ pub(crate) fn push_u64(out: &mut BytesMut, mut v: u64) {
             break;
         }
     }
-    out.put_slice(&digits[i..]);
+    out.emit(&digits[i..]);
 }
 
 /// Write the reply to `req` as memcached's text protocol would.
-pub fn encode_response(req: &Request, resp: &Response, out: &mut BytesMut) {
+pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &mut S) {
     let (noreply, with_cas) = match req.frame {
         Frame::Text { noreply, cas } => (noreply, cas),
         Frame::Binary { .. } => (false, false),
@@ -471,55 +472,56 @@ pub fn encode_response(req: &Request, resp: &Response, out: &mut BytesMut) {
             for v in values {
                 encode_value(out, v, with_cas);
             }
-            out.put_slice(b"END\r\n");
+            out.emit(b"END\r\n");
         }
         Response::ValueE { value, .. } => {
             encode_value(out, value, with_cas);
-            out.put_slice(b"END\r\n");
+            out.emit(b"END\r\n");
         }
-        Response::Stored { .. } => out.put_slice(b"STORED\r\n"),
-        Response::NotStored => out.put_slice(b"NOT_STORED\r\n"),
-        Response::Exists => out.put_slice(b"EXISTS\r\n"),
-        Response::NotFound => out.put_slice(b"NOT_FOUND\r\n"),
-        Response::Deleted => out.put_slice(b"DELETED\r\n"),
-        Response::Touched { .. } => out.put_slice(b"TOUCHED\r\n"),
+        Response::Stored { .. } => out.emit(b"STORED\r\n"),
+        Response::NotStored => out.emit(b"NOT_STORED\r\n"),
+        Response::Exists => out.emit(b"EXISTS\r\n"),
+        Response::NotFound => out.emit(b"NOT_FOUND\r\n"),
+        Response::Deleted => out.emit(b"DELETED\r\n"),
+        Response::Touched { .. } => out.emit(b"TOUCHED\r\n"),
         Response::Numeric { value, .. } => {
             push_u64(out, *value);
-            out.put_slice(b"\r\n");
+            out.emit(b"\r\n");
         }
-        Response::Ok => out.put_slice(b"OK\r\n"),
+        Response::Ok => out.emit(b"OK\r\n"),
         Response::Version(v) => push_line(out, &[b"VERSION ", v]),
         Response::Stats(stats) => {
             for (k, v) in stats {
                 push_line(out, &[b"STAT ", k, b" ", v]);
             }
-            out.put_slice(b"END\r\n");
+            out.emit(b"END\r\n");
         }
         Response::Error(e) => encode_error(e, out),
         Response::Nothing => {}
     }
 }
 
-fn encode_value(out: &mut BytesMut, v: &Value, with_cas: bool) {
-    out.reserve(v.key.len() + v.data.len() + 48);
-    out.put_slice(b"VALUE ");
-    out.put_slice(&v.key);
-    out.put_u8(b' ');
+/// One `VALUE` line and its data block (a multi-get streamed in pieces
+/// writes these, then `END` once).
+pub fn encode_value<S: Sink + ?Sized>(out: &mut S, v: &Value, with_cas: bool) {
+    out.emit(b"VALUE ");
+    out.emit(&v.key);
+    out.emit(b" ");
     push_u64(out, u64::from(v.flags));
-    out.put_u8(b' ');
+    out.emit(b" ");
     push_u64(out, v.data.len() as u64);
     if with_cas {
-        out.put_u8(b' ');
+        out.emit(b" ");
         push_u64(out, v.cas);
     }
-    out.put_slice(b"\r\n");
-    out.put_slice(&v.data);
-    out.put_slice(b"\r\n");
+    out.emit(b"\r\n");
+    out.emit_shared(&v.data);
+    out.emit(b"\r\n");
 }
 
-fn encode_error(e: &ErrorReply, out: &mut BytesMut) {
+fn encode_error<S: Sink + ?Sized>(e: &ErrorReply, out: &mut S) {
     match e {
-        ErrorReply::UnknownCommand => out.put_slice(b"ERROR\r\n"),
+        ErrorReply::UnknownCommand => out.emit(b"ERROR\r\n"),
         ErrorReply::Client(m) => push_line(out, &[b"CLIENT_ERROR ", m]),
         ErrorReply::TooLarge => push_line(out, &[b"SERVER_ERROR ", msg::TOO_LARGE.as_bytes()]),
         ErrorReply::BadDataChunk => {

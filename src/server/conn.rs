@@ -1,33 +1,64 @@
 //! One client connection: sniff the protocol from the first byte, decode
-//! every complete request that has arrived, start them all (in order), then
-//! answer them in order with one write per batch.
+//! requests, start them, and write their replies in order.
+//!
+//! What a connection may hold is capped (DESIGN §1, "the data path"):
+//! - requests started and not yet answered: `max_requests`, each key of a
+//!   multi-get counting one;
+//! - bytes: replies not yet written, values of requests not yet answered,
+//!   and the replies still expected (estimated from the replies this
+//!   connection has had): `max_bytes`.
+//!
+//! At either cap the connection stops decoding and stops reading its socket
+//! until replies drain; TCP pushes back on the client. A text multi-get is
+//! issued in pieces of at most [`PIECE_KEYS`] keys (fewer when its values are
+//! large), each piece when the caps allow, so its reply streams out in
+//! bounded steps; a key named several times in one piece is fetched once and
+//! its value shared. Replies hold values as the `Bytes` they arrived in and
+//! go out with vectored writes.
+//!
+//! While a connection waits for its client it holds no buffer: one is taken
+//! from a small per-thread pool when bytes arrive and given back when
+//! everything read has been answered.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::metrics::ops::ListenerMetrics;
 use crate::metrics::Counters;
+use crate::net::Stream;
 use crate::orca::{Orca, Reply};
-use crate::protocol::{encode_response, Command, Decoder, Limits, Request};
+use crate::protocol::out::{OutBuf, Sink};
+use crate::protocol::{
+    encode_response, text, Command, Decoder, Frame, FrameError, Invalid, Limits, Request, Response,
+};
 
-/// Requests started before their replies are awaited.
-const MAX_BATCH: usize = 1024;
-/// Read buffer size, and the capacity kept between requests.
+/// Most keys one piece of a multi-get asks for.
+pub const PIECE_KEYS: usize = 32;
+/// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
-const KEEP_CAPACITY: usize = 256 * 1024;
+/// Buffers larger than this are not kept in the per-thread pool.
+const POOL_KEEP: usize = 64 * 1024;
+/// Buffers kept in each thread's pool.
+const POOL_SIZE: usize = 256;
 /// At shutdown, how long to wait for bytes a client has already sent.
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
-/// Pending output is written out once it passes this, even mid-batch.
-const FLUSH_AT: usize = 1 << 20;
+/// The reply-size estimate a connection starts with, bytes per key.
+const FIRST_ESTIMATE: usize = 1024;
 
 pub struct ConnSettings {
     pub limits: Limits,
     /// Close a connection that completes no request for this long.
     pub idle_timeout: Option<Duration>,
+    /// Requests started and not answered (multi-get keys count one each).
+    pub max_requests: usize,
+    /// Bytes held for unwritten replies and unanswered requests.
+    pub max_bytes: usize,
 }
 
 /// Why a connection ended (for logs at debug level).
@@ -41,154 +72,593 @@ pub enum Closed {
     Io(std::io::Error),
 }
 
-pub async fn serve<R, W>(
-    mut rd: R,
-    mut wr: W,
-    mut orca: Box<dyn Orca>,
+thread_local! {
+    /// Read and write buffers of this worker's connections that wait for
+    /// their clients.
+    static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buf() -> BytesMut {
+    POOL.with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
+}
+
+fn give_buf(buf: BytesMut) {
+    if buf.capacity() < READ_CHUNK / 2 || buf.capacity() > POOL_KEEP {
+        return;
+    }
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_SIZE {
+            p.push(buf);
+        }
+    });
+}
+
+/// A piece of a text multi-get.
+struct Piece {
+    /// Which multi-get of this connection.
+    get: u64,
+    /// The keys as the client named them, when some were named twice (the
+    /// request asks for each once).
+    names: Option<Vec<Bytes>>,
+    last: bool,
+}
+
+/// A request started and not yet answered.
+struct Slot {
+    req: Request,
+    reply: Option<Reply>,
+    resp: Option<Response>,
+    /// Keys it looks up (1 for anything but a get).
+    lookups: usize,
+    /// Value bytes it holds.
+    cost: usize,
+    piece: Option<Piece>,
+    arrived: std::time::Instant,
+}
+
+/// A multi-get whose later pieces are still to be started.
+struct Split {
+    get: u64,
+    keys: std::vec::IntoIter<Bytes>,
+    touch: Option<i64>,
+    frame: Frame,
+}
+
+/// Figures of a multi-get answered in pieces, counted once at its end.
+struct Tally {
+    get: u64,
+    touch: bool,
+    keys: usize,
+    hits: usize,
+    arrived: std::time::Instant,
+}
+
+/// Why the connection stops taking requests.
+enum Closing {
+    Quit,
+    Eof,
+    Fatal(FrameError),
+}
+
+struct Session<'a> {
+    orca: Box<dyn Orca>,
+    counters: &'a Counters,
+    figures: &'a ListenerMetrics,
+    settings: &'a ConnSettings,
+    /// Requests start only when first polled: ones that share a key must
+    /// not overlap.
+    by_keys: bool,
+    decoder: Option<Decoder>,
+    inbuf: BytesMut,
+    out: OutBuf,
+    flight: VecDeque<Slot>,
+    lookups: usize,
+    held: usize,
+    /// Reply bytes expected per key looked up.
+    estimate: usize,
+    /// Decoded and not yet started.
+    parked: Option<Request>,
+    split: Option<Split>,
+    tallies: VecDeque<Tally>,
+    next_get: u64,
+    /// A multi-get that failed part way: its other pieces are dropped.
+    failed_get: Option<u64>,
+    /// The decoder needs more bytes.
+    need_input: bool,
+    closing: Option<Closing>,
+    /// When the requests buffered now had arrived (latency counts from
+    /// here, once per read rather than once per request).
+    arrived: std::time::Instant,
+    last_progress: Instant,
+}
+
+enum Event {
+    Progress,
+    Writable(std::io::Result<()>),
+    Readable(std::io::Result<()>),
+    Idle,
+    Shutdown,
+    Drained,
+}
+
+pub async fn serve(
+    stream: Stream,
+    orca: Box<dyn Orca>,
     counters: &Counters,
     figures: &ListenerMetrics,
     settings: &ConnSettings,
     mut shutdown: watch::Receiver<bool>,
-) -> Closed
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
-    let mut decoder: Option<Decoder> = None;
-    let mut batch: Vec<(Request, Reply)> = Vec::new();
-    let mut last_progress = Instant::now();
+) -> Closed {
+    let mut stream = stream;
+    let mut s = Session {
+        by_keys: orca.orders_by_keys(),
+        orca,
+        counters,
+        figures,
+        settings,
+        decoder: None,
+        inbuf: BytesMut::new(),
+        out: OutBuf::default(),
+        flight: VecDeque::new(),
+        lookups: 0,
+        held: 0,
+        estimate: FIRST_ESTIMATE,
+        parked: None,
+        split: None,
+        tallies: VecDeque::new(),
+        next_get: 0,
+        failed_get: None,
+        need_input: true,
+        closing: None,
+        arrived: std::time::Instant::now(),
+        last_progress: Instant::now(),
+    };
     let mut draining = *shutdown.borrow();
-    let by_keys = orca.orders_by_keys();
     loop {
-        if decoder.is_none() && !buf.is_empty() {
-            decoder = Some(Decoder::sniff(buf[0], settings.limits));
-        }
-        let mut fatal = None;
-        let mut quit = false;
-        // Every request in the buffer had arrived by now: latency counts
-        // from here, once per read rather than once per request.
-        let arrived = std::time::Instant::now();
-        if let Some(d) = decoder.as_mut() {
-            while batch.len() < MAX_BATCH {
-                match d.decode(&mut buf) {
-                    Ok(Some(req)) => {
-                        let reply = orca.handle(&req);
-                        quit = matches!(req.cmd, Command::Quit);
-                        batch.push((req, reply));
-                        if quit {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        fatal = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-        let full_batch = batch.len() >= MAX_BATCH;
-        if !batch.is_empty() {
-            last_progress = Instant::now();
-        }
-        let (reqs, mut replies): (Vec<Request>, Vec<Option<Reply>>) = batch
-            .drain(..)
-            .map(|(req, reply)| (req, Some(reply)))
-            .unzip();
-        let mut start = 0;
-        while start < reqs.len() {
-            // Requests that start when first polled (see Backend::call) run
-            // together while they touch different keys; eager ones already
-            // run, and are awaited one by one.
-            let end = if by_keys {
-                wave_end(&reqs, start)
-            } else {
-                start + 1
-            };
-            let wave: Vec<Reply> = replies[start..end]
-                .iter_mut()
-                .filter_map(Option::take)
-                .collect();
-            let responses = join_in_order(wave).await;
-            let answered = arrived.elapsed();
-            for (i, resp) in (start..end).zip(responses) {
-                counters.record(&reqs[i].cmd, &resp);
-                figures.ops.record(&reqs[i].cmd, &resp, answered);
-                encode_response(&reqs[i], &resp, &mut out);
-                if out.len() >= FLUSH_AT {
-                    if let Err(e) = wr.write_all(&out).await {
-                        return Closed::Io(e);
-                    }
-                    out.clear();
-                }
-            }
-            start = end;
-        }
-        if let Some(e) = &fatal {
-            if let Some(reply) = &e.reply {
-                out.extend_from_slice(reply);
-            }
-        }
-        if !out.is_empty() {
-            if let Err(e) = wr.write_all(&out).await {
+        s.start_more();
+        s.finish_ready();
+        if !s.out.is_empty() {
+            if let Err(e) = stream.try_write_out(&mut s.out) {
                 return Closed::Io(e);
             }
-            out.clear();
         }
-        if let Some(e) = fatal {
-            let _ = wr.shutdown().await;
-            return Closed::Protocol(e.reason);
-        }
-        if quit {
-            let _ = wr.shutdown().await;
-            return Closed::Quit;
-        }
-        if full_batch {
-            continue;
-        }
-        if draining {
-            // Shutting down: answer what the client had already sent (it may
-            // still sit in the socket buffer), then close.
-            match tokio::time::timeout(DRAIN_WAIT, rd.read_buf(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => continue,
-                _ => return Closed::Shutdown,
+        let quiet = s.flight.is_empty() && s.out.is_empty();
+        if quiet && s.parked.is_none() && s.split.is_none() {
+            if let Some(closing) = s.closing.take() {
+                return s.close(&mut stream, closing).await;
+            }
+            if s.inbuf.is_empty() {
+                // Nothing read is left unanswered: the buffers go back to
+                // the pool while the client is quiet.
+                give_buf(std::mem::take(&mut s.inbuf));
+                s.out.release(0);
+                if s.flight.capacity() > 16 {
+                    s.flight = VecDeque::new();
+                }
             }
         }
-        // A large value leaves a large buffer behind; with thousands of
-        // connections that memory adds up, so give it back once idle.
-        if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
-            buf = BytesMut::with_capacity(READ_CHUNK);
-        }
-        if out.capacity() > KEEP_CAPACITY {
-            out = BytesMut::with_capacity(READ_CHUNK);
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK);
-        }
-        // Wait for more bytes.
-        let idle = async {
-            match settings.idle_timeout {
-                Some(t) => tokio::time::sleep_until(last_progress + t).await,
-                None => std::future::pending().await,
-            }
+        let want_read = s.closing.is_none() && s.need_input && s.admits_any();
+        let idle_at = match s.settings.idle_timeout {
+            Some(t) if quiet && !draining => Some(s.last_progress + t),
+            _ => None,
         };
-        tokio::select! {
-            read = rd.read_buf(&mut buf) => match read {
-                Ok(0) => return Closed::Eof,
-                Ok(_) => {}
-                Err(e) => return Closed::Io(e),
-            },
-            _ = idle => return Closed::Idle,
-            _ = shutdown.changed() => draining = true,
+        let event = tokio::select! {
+            biased;
+            _ = std::future::poll_fn(|cx| s.poll_flight(cx)), if !s.flight.is_empty() => Event::Progress,
+            r = stream.writable(), if !s.out.is_empty() => Event::Writable(r),
+            r = stream.readable(), if want_read => Event::Readable(r),
+            _ = sleep_until(idle_at), if idle_at.is_some() => Event::Idle,
+            _ = shutdown.changed(), if !draining => Event::Shutdown,
+            _ = tokio::time::sleep(DRAIN_WAIT), if draining && quiet => Event::Drained,
+        };
+        match event {
+            Event::Progress => s.finish_ready(),
+            Event::Writable(Err(e)) | Event::Readable(Err(e)) => return Closed::Io(e),
+            Event::Writable(Ok(())) => {}
+            Event::Readable(Ok(())) => {
+                if let Err(e) = s.read(&stream) {
+                    return Closed::Io(e);
+                }
+            }
+            Event::Idle => return Closed::Idle,
+            Event::Shutdown => draining = true,
+            Event::Drained => return Closed::Shutdown,
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session<'_> {
+    /// Read what the client sent.
+    fn read(&mut self, stream: &Stream) -> std::io::Result<()> {
+        if self.inbuf.capacity() == 0 {
+            self.inbuf = take_buf();
+        }
+        if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 2 {
+            self.inbuf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(&mut self.inbuf) {
+            Ok(0) => {
+                // Answer what was read before the end, then close.
+                self.closing = Some(Closing::Eof);
+                self.need_input = false;
+            }
+            Ok(_) => {
+                self.arrived = std::time::Instant::now();
+                self.need_input = false;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Whether one more lookup could start now.
+    fn admits_any(&self) -> bool {
+        self.lookups < self.settings.max_requests
+            && self.out.len() + self.held < self.settings.max_bytes
+    }
+
+    /// Whether a request of `lookups` keys holding `cost` bytes may start.
+    fn admits(&self, lookups: usize, cost: usize) -> bool {
+        if self.out.len() >= self.settings.max_bytes {
+            return false;
+        }
+        if self.flight.is_empty() {
+            return true;
+        }
+        self.lookups + lookups <= self.settings.max_requests
+            && self.out.len() + self.held + cost + (self.lookups + lookups) * self.estimate
+                <= self.settings.max_bytes
+    }
+
+    /// Keys per piece of a multi-get: fewer when values are large.
+    fn piece_keys(&self) -> usize {
+        (self.settings.max_bytes / self.estimate.max(1)).clamp(1, PIECE_KEYS)
+    }
+
+    /// Start every request the caps and the key order allow.
+    fn start_more(&mut self) {
+        loop {
+            if self.split.is_some() {
+                if !self.start_piece() {
+                    return;
+                }
+                continue;
+            }
+            let req = match self.parked.take() {
+                Some(r) => r,
+                None => {
+                    let decoding = matches!(self.closing, None | Some(Closing::Eof));
+                    if !decoding || self.need_input {
+                        return;
+                    }
+                    match self.decode() {
+                        Some(r) => r,
+                        None => return,
+                    }
+                }
+            };
+            if let (Frame::Text { .. }, Command::Get { keys, touch }) = (&req.frame, &req.cmd) {
+                // A gat is a write (a negative exptime expires the item as
+                // it is read), so only plain gets share repeated keys.
+                if keys.len() > self.piece_keys() || (touch.is_none() && has_repeats(keys)) {
+                    self.split_get(req);
+                    continue;
+                }
+            }
+            let lookups = match &req.cmd {
+                Command::Get { keys, .. } => keys.len().max(1),
+                _ => 1,
+            };
+            let cost = request_cost(&req.cmd);
+            if !self.admits(lookups, cost) || !self.in_order(&req.cmd) {
+                self.parked = Some(req);
+                return;
+            }
+            if matches!(req.cmd, Command::Quit) {
+                self.closing = Some(Closing::Quit);
+            }
+            self.start(req, lookups, cost, None);
+        }
+    }
+
+    fn decode(&mut self) -> Option<Request> {
+        if self.inbuf.is_empty() {
+            self.need_input = true;
+            return None;
+        }
+        let decoder = self
+            .decoder
+            .get_or_insert_with(|| Decoder::sniff(self.inbuf[0], self.settings.limits));
+        match decoder.decode(&mut self.inbuf) {
+            Ok(Some(req)) => Some(req),
+            Ok(None) => {
+                self.need_input = true;
+                None
+            }
+            Err(e) => {
+                self.closing = Some(Closing::Fatal(e));
+                None
+            }
+        }
+    }
+
+    /// Whether `cmd` may start now without reordering work on a key: for
+    /// policies whose requests start when polled, it must share no key
+    /// with a request in flight, and one that touches every key (flush,
+    /// quit) runs alone.
+    fn in_order(&self, cmd: &Command) -> bool {
+        if !self.by_keys || self.flight.is_empty() {
+            return true;
+        }
+        let Some(keys) = request_keys(cmd) else {
+            return false;
+        };
+        !self
+            .flight
+            .iter()
+            .any(|slot| match request_keys(&slot.req.cmd) {
+                None => true,
+                Some(theirs) => theirs.iter().any(|k| keys.contains(k)),
+            })
+    }
+
+    fn start(&mut self, req: Request, lookups: usize, cost: usize, piece: Option<Piece>) {
+        let reply = self.orca.handle(&req);
+        self.lookups += lookups;
+        self.held += cost;
+        self.last_progress = Instant::now();
+        self.flight.push_back(Slot {
+            req,
+            reply: Some(reply),
+            resp: None,
+            lookups,
+            cost,
+            piece,
+            arrived: self.arrived,
+        });
+    }
+
+    /// A text multi-get answered in pieces.
+    fn split_get(&mut self, req: Request) {
+        let Command::Get { keys, touch } = req.cmd else {
+            return;
+        };
+        let get = self.next_get;
+        self.next_get += 1;
+        self.tallies.push_back(Tally {
+            get,
+            touch: touch.is_some(),
+            keys: keys.len(),
+            hits: 0,
+            arrived: self.arrived,
+        });
+        self.split = Some(Split {
+            get,
+            keys: keys.into_iter(),
+            touch,
+            frame: req.frame,
+        });
+    }
+
+    /// Start the next piece of the multi-get being split, if the caps and
+    /// the key order allow; false when it must wait.
+    fn start_piece(&mut self) -> bool {
+        let Some(split) = &self.split else {
+            return true;
+        };
+        let n = self.piece_keys().min(split.keys.len());
+        if n == 0 {
+            self.split = None;
+            return true;
+        }
+        let names: Vec<Bytes> = split.keys.as_slice()[..n].to_vec();
+        let mut distinct: Vec<Bytes> = Vec::with_capacity(n);
+        for k in &names {
+            if split.touch.is_some() || !distinct.contains(k) {
+                distinct.push(k.clone());
+            }
+        }
+        let req = Request {
+            cmd: Command::Get {
+                keys: distinct,
+                touch: split.touch,
+            },
+            frame: split.frame.clone(),
+        };
+        let lookups = n.max(1);
+        if !self.admits(lookups, 0) || !self.in_order(&req.cmd) {
+            return false;
+        }
+        let get = split.get;
+        let last = split.keys.len() == n;
+        let repeats = matches!(&req.cmd, Command::Get { keys, .. } if keys.len() < names.len());
+        if let Some(split) = &mut self.split {
+            split.keys.nth(n - 1);
+        }
+        if last {
+            self.split = None;
+        }
+        let piece = Piece {
+            get,
+            names: repeats.then_some(names),
+            last,
+        };
+        self.start(req, lookups, 0, Some(piece));
+        true
+    }
+
+    /// Poll what is in flight; ready when the oldest request has its
+    /// answer. Requests that started eagerly answer in order, so polling
+    /// stops at the first still waiting; requests that start when polled
+    /// are all polled, so they run together.
+    fn poll_flight(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for slot in self.flight.iter_mut() {
+            if let Some(reply) = slot.reply.as_mut() {
+                match reply.as_mut().poll(cx) {
+                    Poll::Ready(resp) => {
+                        slot.resp = Some(resp);
+                        slot.reply = None;
+                    }
+                    Poll::Pending if !self.by_keys => break,
+                    Poll::Pending => {}
+                }
+            }
+        }
+        match self.flight.front() {
+            Some(slot) if slot.resp.is_some() => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    }
+
+    /// Encode the answers of the oldest requests, in order, as far as they
+    /// are ready.
+    fn finish_ready(&mut self) {
+        while self.flight.front().is_some_and(|s| s.resp.is_some()) {
+            let Some(mut slot) = self.flight.pop_front() else {
+                break;
+            };
+            let Some(resp) = slot.resp.take() else {
+                break;
+            };
+            self.lookups -= slot.lookups;
+            self.held -= slot.cost;
+            self.last_progress = Instant::now();
+            let before = self.out.len();
+            match slot.piece.take() {
+                None => {
+                    self.counters.record(&slot.req.cmd, &resp);
+                    self.figures
+                        .ops
+                        .record(&slot.req.cmd, &resp, slot.arrived.elapsed());
+                    encode_response(&slot.req, &resp, &mut self.out);
+                }
+                Some(piece) => self.finish_piece(&slot.req, piece, resp),
+            }
+            let per_key = (self.out.len() - before) / slot.lookups.max(1);
+            // Up at once, down slowly: an underestimate costs memory.
+            self.estimate = per_key.max((self.estimate * 7 + per_key) / 8).max(64);
+        }
+    }
+
+    fn finish_piece(&mut self, req: &Request, piece: Piece, resp: Response) {
+        if self.failed_get == Some(piece.get) {
+            return;
+        }
+        let tally = self.tallies.front_mut().filter(|t| t.get == piece.get);
+        let with_cas = matches!(req.frame, Frame::Text { cas: true, .. });
+        match resp {
+            Response::Values(hits) => {
+                let asked = match &req.cmd {
+                    Command::Get { keys, .. } => keys.len(),
+                    _ => 0,
+                };
+                let (named, found) = match &piece.names {
+                    // Each key asked once: the hits, in the order named.
+                    Some(names) => {
+                        let mut found = 0;
+                        for name in names {
+                            if let Some(v) = hits.iter().find(|v| v.key == *name) {
+                                found += 1;
+                                text::encode_value(&mut self.out, v, with_cas);
+                            }
+                        }
+                        (names.len(), found)
+                    }
+                    None => {
+                        for v in &hits {
+                            text::encode_value(&mut self.out, v, with_cas);
+                        }
+                        (asked, hits.len())
+                    }
+                };
+                if let Some(t) = tally {
+                    t.hits += found;
+                }
+                self.counters.record_get(
+                    matches!(req.cmd, Command::Get { touch: Some(_), .. }),
+                    named as u64,
+                    found as u64,
+                );
+                if piece.last {
+                    self.out.emit(b"END\r\n");
+                    self.end_tally(piece.get, false);
+                }
+            }
+            other => {
+                // The keys answered so far stay sent; the error ends the
+                // reply (no END), and the rest of the multi-get is dropped.
+                encode_response(req, &other, &mut self.out);
+                self.counters.record(&req.cmd, &other);
+                self.failed_get = Some(piece.get);
+                if self.split.as_ref().is_some_and(|s| s.get == piece.get) {
+                    self.split = None;
+                }
+                self.end_tally(piece.get, true);
+            }
+        }
+    }
+
+    fn end_tally(&mut self, get: u64, failed: bool) {
+        if self.tallies.front().is_some_and(|t| t.get == get) {
+            if let Some(t) = self.tallies.pop_front() {
+                self.figures
+                    .ops
+                    .record_get(t.touch, t.keys, t.hits, failed, t.arrived.elapsed());
+            }
+        }
+    }
+
+    /// Stop: answer a framing error, write what is left, close.
+    async fn close(&mut self, stream: &mut Stream, closing: Closing) -> Closed {
+        if let Closing::Fatal(e) = &closing {
+            if let Some(reply) = &e.reply {
+                self.out.emit(reply);
+            }
+        }
+        if let Err(e) = stream.write_out(&mut self.out).await {
+            return Closed::Io(e);
+        }
+        match closing {
+            Closing::Eof => Closed::Eof,
+            Closing::Quit => {
+                stream.shutdown().await;
+                Closed::Quit
+            }
+            Closing::Fatal(e) => {
+                stream.shutdown().await;
+                Closed::Protocol(e.reason)
+            }
+        }
+    }
+}
+
+fn has_repeats(keys: &[Bytes]) -> bool {
+    keys.iter()
+        .enumerate()
+        .any(|(i, k)| keys[..i].iter().any(|o| o == k))
+}
+
+/// Value bytes a request holds while it is in flight.
+fn request_cost(cmd: &Command) -> usize {
+    match cmd {
+        Command::Store { value, .. } => value.len(),
+        _ => 0,
     }
 }
 
 /// The keys a request works on; `None` for one that touches every key (a
 /// flush) or ends the connection, which must run alone.
-fn request_keys(cmd: &Command) -> Option<&[bytes::Bytes]> {
+fn request_keys(cmd: &Command) -> Option<&[Bytes]> {
     match cmd {
         Command::Get { keys, .. } => Some(keys),
         Command::GetE { key }
@@ -196,61 +666,10 @@ fn request_keys(cmd: &Command) -> Option<&[bytes::Bytes]> {
         | Command::Delete { key, .. }
         | Command::Touch { key, .. }
         | Command::Arith { key, .. }
-        | Command::Invalid(crate::protocol::Invalid::TooLarge { delete: Some(key) }) => {
+        | Command::Invalid(Invalid::TooLarge { delete: Some(key) }) => {
             Some(std::slice::from_ref(key))
         }
         Command::Flush { .. } | Command::Quit => None,
         _ => Some(&[]),
     }
-}
-
-/// The end (exclusive) of the run of requests from `start` that share no key
-/// and hold no barrier, so they may run at once without changing any
-/// outcome.
-fn wave_end(reqs: &[Request], start: usize) -> usize {
-    let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
-    for (i, req) in reqs.iter().enumerate().skip(start) {
-        let Some(keys) = request_keys(&req.cmd) else {
-            return if i == start { i + 1 } else { i };
-        };
-        if keys.iter().any(|k| seen.contains(&k[..])) {
-            return i;
-        }
-        seen.extend(keys.iter().map(|k| &k[..]));
-    }
-    reqs.len()
-}
-
-/// Await every reply, polling them together, and give them back in order.
-async fn join_in_order(mut replies: Vec<Reply>) -> Vec<crate::protocol::Response> {
-    if replies.len() == 1 {
-        if let Some(r) = replies.pop() {
-            return vec![r.await];
-        }
-    }
-    let mut futures: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
-    let mut done: Vec<Option<crate::protocol::Response>> = vec![None; futures.len()];
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (slot, out) in futures.iter_mut().zip(done.iter_mut()) {
-            if let Some(f) = slot {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(r) => {
-                        *out = Some(r);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => waiting = true,
-                }
-            }
-        }
-        if waiting {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    done.into_iter()
-        .map(|r| r.unwrap_or(crate::protocol::Response::Nothing))
-        .collect()
 }

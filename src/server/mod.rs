@@ -1,6 +1,7 @@
 //! The listener: accept connections (TCP or a unix socket), enforce the
-//! connection limit, run one task per connection, and shut down gracefully:
-//! stop accepting, let every connection answer what it has read, then return.
+//! connection limit, hand each connection to a worker thread ([`Workers`])
+//! where one task serves it, and shut down gracefully: stop accepting, let
+//! every connection answer what it has read, then return.
 
 pub mod conn;
 
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
-use tokio::sync::{mpsc, watch};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::ops::ListenerMetrics;
 use crate::metrics::Counters;
@@ -110,14 +112,17 @@ pub struct ServerSettings {
 }
 
 /// Serve until `shutdown` completes, then wait for open connections to
-/// finish what they have read (at most `grace`). `figures` are this
-/// listener's own (its Prometheus `listener` label).
+/// finish what they have read (at most `grace`). Each accepted connection
+/// is handed to one of `workers` in turn and stays on that thread; `figures`
+/// are this listener's own (its Prometheus `listener` label).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     listener: Listener,
     settings: Arc<ServerSettings>,
     counters: Arc<Counters>,
     figures: Arc<ListenerMetrics>,
     make_orca: OrcaFactory,
+    workers: Vec<Handle>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
@@ -127,6 +132,7 @@ pub async fn run(
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     let mut accept_backoff = Duration::from_millis(1);
+    let mut next_worker = 0usize;
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
@@ -154,30 +160,40 @@ pub async fn run(
             tokio::spawn(reject(stream));
             continue;
         }
+        // The socket moves to its worker's own reactor.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("cannot hand a connection to a worker: {e}");
+                continue;
+            }
+        };
         counters.connection_opened();
         figures.opened();
+        let worker = next_worker % workers.len().max(1);
+        next_worker = next_worker.wrapping_add(1);
         let settings = settings.clone();
         let counters = counters.clone();
         let figures = figures.clone();
-        let orca = make_orca();
+        let orca = make_orca(worker);
         let stop = stop_rx.clone();
         let alive = alive_tx.clone();
-        tokio::spawn(async move {
-            let closed = match stream {
-                Stream::Tcp(mut s) => {
-                    let (r, w) = s.split();
-                    conn::serve(r, w, orca, &counters, &figures, &settings.conn, stop).await
+        let task = async move {
+            let closed = match stream.into_tokio() {
+                Ok(stream) => {
+                    conn::serve(stream, orca, &counters, &figures, &settings.conn, stop).await
                 }
-                Stream::Unix(mut s) => {
-                    let (r, w) = s.split();
-                    conn::serve(r, w, orca, &counters, &figures, &settings.conn, stop).await
-                }
+                Err(e) => conn::Closed::Io(e),
             };
             tracing::debug!("connection closed: {closed:?}");
             counters.connection_closed();
             figures.closed();
             drop(alive);
-        });
+        };
+        match workers.get(worker) {
+            Some(h) => drop(h.spawn(task)),
+            None => drop(tokio::spawn(task)),
+        }
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -189,9 +205,106 @@ pub async fn run(
     let _ = tokio::time::timeout(grace, alive_rx.recv()).await;
 }
 
+/// An accepted socket between runtimes: deregistered from the acceptor's
+/// reactor, to be registered with its worker's.
+enum StdStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl StdStream {
+    /// Register with the current runtime (the worker's).
+    fn into_tokio(self) -> std::io::Result<crate::net::Stream> {
+        Ok(match self {
+            StdStream::Tcp(s) => crate::net::Stream::Tcp(tokio::net::TcpStream::from_std(s)?),
+            StdStream::Unix(s) => crate::net::Stream::Unix(tokio::net::UnixStream::from_std(s)?),
+        })
+    }
+}
+
+/// The threads that serve connections: one current-thread runtime each, so
+/// a request stays on the thread that read it from its client to the write
+/// of its reply (and the memcached connections it uses are that thread's
+/// own).
+pub struct Workers {
+    handles: Vec<Handle>,
+    stops: Vec<oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn start(n: usize) -> std::io::Result<Workers> {
+        let mut w = Workers {
+            handles: Vec::new(),
+            stops: Vec::new(),
+            threads: Vec::new(),
+        };
+        for i in 0..n.max(1) {
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            let thread = std::thread::Builder::new()
+                .name(format!("rend-worker-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .thread_name(format!("rend-blocking-{i}"))
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = handle_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = handle_tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stop_rx.await;
+                    });
+                    rt.shutdown_timeout(Duration::from_secs(1));
+                })?;
+            let handle = handle_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("a worker thread ended before it started"))??;
+            w.handles.push(handle);
+            w.stops.push(stop_tx);
+            w.threads.push(thread);
+        }
+        Ok(w)
+    }
+
+    pub fn handles(&self) -> &[Handle] {
+        &self.handles
+    }
+
+    /// Stop every worker: what still runs there (memcached connections,
+    /// connections past the shutdown grace) is dropped.
+    pub fn stop(self) {
+        drop(self.stops);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Worker threads to run by default: the cores this process may run on.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 enum Stream {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+}
+
+impl Stream {
+    fn into_std(self) -> std::io::Result<StdStream> {
+        Ok(match self {
+            Stream::Tcp(s) => StdStream::Tcp(s.into_std()?),
+            Stream::Unix(s) => StdStream::Unix(s.into_std()?),
+        })
+    }
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<Stream> {

@@ -1,0 +1,83 @@
+//! A connected socket, TCP or unix, driven by readiness: wait until it is
+//! readable or writable, then read or write what the kernel takes without
+//! blocking. Both the client connections and the pooled memcached
+//! connections use it, so one task can read and write one socket at once
+//! and a read buffer is needed only when bytes have arrived.
+
+use std::io::{self, IoSlice};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::protocol::out::OutBuf;
+
+/// Most slices handed to one `writev` (Linux allows 1024).
+const MAX_IOV: usize = 64;
+
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.writable().await,
+            Stream::Unix(s) => s.writable().await,
+        }
+    }
+
+    /// Read what has arrived into `buf`'s spare capacity; `WouldBlock` when
+    /// nothing has.
+    pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
+        }
+    }
+
+    /// Write as much of `out` as the socket takes now (vectored, values
+    /// uncopied) and drop it from `out`. `Ok(true)` when `out` is empty.
+    pub fn try_write_out(&self, out: &mut OutBuf) -> io::Result<bool> {
+        while !out.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = out.slices(&mut iov);
+            let written = match self {
+                Stream::Tcp(s) => s.try_write_vectored(&iov[..n]),
+                Stream::Unix(s) => s.try_write_vectored(&iov[..n]),
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => out.consume(w),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Write all of `out`, waiting for the socket as needed.
+    pub async fn write_out(&self, out: &mut OutBuf) -> io::Result<()> {
+        while !self.try_write_out(out)? {
+            self.writable().await?;
+        }
+        Ok(())
+    }
+
+    /// Send FIN after what has been written.
+    pub async fn shutdown(&mut self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown().await,
+            Stream::Unix(s) => s.shutdown().await,
+        };
+    }
+}
