@@ -4,8 +4,18 @@
 //! Each key's record ([`super::record`]) holds flags, absolute expiry, cas
 //! and value. Every write to a key is a read-modify-write under that key's
 //! stripe mutex, so L2 alone decides add/replace/cas/append/incr exactly as
-//! memcached would. All RocksDB calls run on tokio's blocking pool, never on
-//! the async workers.
+//! memcached would.
+//!
+//! Where calls run: a call first runs on the worker thread that made it, in
+//! a mode where nothing may wait ([`Mode::Now`]): reads only from memtables
+//! and the block cache (RocksDB's `BlockCacheTier`), writes with
+//! `no_slowdown` (a write stall answers at once instead of sleeping), stripe
+//! and clock locks only if free, no fsync. Anything that would wait — a read
+//! that needs the disk, a stall, a busy lock, `--l2-durability sync`, a cas
+//! ceiling to persist, flush_all — gives up before changing anything and
+//! runs again on tokio's blocking pool ([`Mode::Wait`]). So the common call
+//! costs no thread hop, and a slow disk never blocks a worker
+//! (`l2_blocking_calls` in `stats` counts the calls that went to the pool).
 //!
 //! Choices, for point lookups of whole values:
 //! - block-based tables with a 10 bits/key bloom filter on whole keys (about
@@ -91,6 +101,61 @@ pub enum OpenError {
 pub struct L2Stats {
     pub refused_full: AtomicU64,
     pub errors: AtomicU64,
+    /// Calls that could not finish on the calling thread without waiting
+    /// and ran on the blocking pool.
+    pub blocking_calls: AtomicU64,
+}
+
+/// Whether a call may wait (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// On a worker thread: finish from memory or give up unchanged.
+    Now,
+    /// On the blocking pool: wait for the disk, stalls and locks.
+    Wait,
+}
+
+/// Why an internal call stopped.
+#[derive(Debug)]
+enum Stop {
+    Failed(BackendError),
+    /// In [`Mode::Now`], it would have had to wait; nothing was changed.
+    WouldBlock,
+}
+
+impl From<BackendError> for Stop {
+    fn from(e: BackendError) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+/// A RocksDB error; in [`Mode::Now`] "incomplete" means it would have
+/// waited.
+fn stop(e: ::rocksdb::Error, mode: Mode) -> Stop {
+    if mode == Mode::Now && e.kind() == ::rocksdb::ErrorKind::Incomplete {
+        Stop::WouldBlock
+    } else {
+        Stop::Failed(failed(e))
+    }
+}
+
+/// A lock taken as the mode allows.
+fn lock<'a, T>(
+    m: &'a Mutex<T>,
+    mode: Mode,
+    what: &str,
+) -> Result<std::sync::MutexGuard<'a, T>, Stop> {
+    match mode {
+        Mode::Wait => m
+            .lock()
+            .map_err(|_| Stop::Failed(BackendError::Storage(Tier::L2, format!("{what} poisoned")))),
+        Mode::Now => m.try_lock().map_err(|e| match e {
+            std::sync::TryLockError::WouldBlock => Stop::WouldBlock,
+            std::sync::TryLockError::Poisoned(_) => {
+                Stop::Failed(BackendError::Storage(Tier::L2, format!("{what} poisoned")))
+            }
+        }),
+    }
 }
 
 const META_CF: &str = "rend";
@@ -350,18 +415,28 @@ impl L2 {
         }
     }
 
-    fn spawn<T: Send + 'static>(
+    /// Run `f` on the blocking pool, where it may wait.
+    fn pooled<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> Result<T, BackendError> + Send + 'static,
+        f: impl FnOnce(&Inner) -> Result<T, Stop> + Send + 'static,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BackendError>> + Send>> {
+        self.inner
+            .stats
+            .blocking_calls
+            .fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.clone();
         Box::pin(async move {
             let r = tokio::task::spawn_blocking(move || {
-                let r = f(&inner);
+                let r = match f(&inner) {
+                    Ok(r) => Ok(r),
+                    Err(Stop::Failed(e)) => Err(e),
+                    Err(Stop::WouldBlock) => Err(BackendError::Storage(
+                        Tier::L2,
+                        "L2 call gave up while allowed to wait".into(),
+                    )),
+                };
                 if let Err(e) = &r {
-                    inner.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    static FAILED: RateLimit = RateLimit::new(10_000);
-                    crate::warn_limited!(FAILED, tier = "L2", error = %e, "L2 call failed");
+                    inner.failed_call(e);
                 }
                 r
             })
@@ -386,6 +461,12 @@ fn watch_space(inner: Weak<Inner>) {
 }
 
 impl Inner {
+    fn failed_call(&self, e: &BackendError) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        static FAILED: RateLimit = RateLimit::new(10_000);
+        crate::warn_limited!(FAILED, tier = "L2", error = %e, "L2 call failed");
+    }
+
     /// Disk use: every file in the data directory (SSTs, write-ahead log,
     /// manifest, RocksDB's own log). What was written while the directory
     /// is read may be counted twice until the next reading, never missed.
@@ -407,14 +488,18 @@ impl Inner {
         self.measured.load(Ordering::Acquire) + self.written.load(Ordering::Acquire)
     }
 
-    fn write_opts(&self) -> WriteOptions {
+    /// Write options for the mode, or `WouldBlock` when every write waits
+    /// (`sync`: an fsync each).
+    fn write_opts(&self, mode: Mode) -> Result<WriteOptions, Stop> {
         let mut w = WriteOptions::default();
         match self.durability {
+            Durability::Sync if mode == Mode::Now => return Err(Stop::WouldBlock),
             Durability::Sync => w.set_sync(true),
             Durability::Wal => {}
             Durability::None => w.disable_wal(true),
         }
-        w
+        w.set_no_slowdown(mode == Mode::Now);
+        Ok(w)
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
@@ -427,14 +512,14 @@ impl Inner {
         self.db.put_cf_opt(cf, key, value, &w).map_err(failed)
     }
 
-    fn next_cas(&self) -> Result<u64, BackendError> {
-        let mut st = self
-            .cas
-            .state
-            .lock()
-            .map_err(|_| BackendError::Storage(Tier::L2, "cas clock poisoned".into()))?;
+    fn next_cas(&self, mode: Mode) -> Result<u64, Stop> {
+        let mut st = lock(&self.cas.state, mode, "cas clock")?;
         let cas = now_micros().max(st.0 + 1);
         if cas >= st.1 {
+            // Persisting the ceiling fsyncs.
+            if mode == Mode::Now {
+                return Err(Stop::WouldBlock);
+            }
             let ceiling = cas + CAS_LEASE_US;
             self.meta_put(CAS_KEY, &ceiling.to_be_bytes())?;
             st.1 = ceiling;
@@ -444,8 +529,16 @@ impl Inner {
     }
 
     /// The live record of `key`: present, not expired, not flushed.
-    fn live(&self, key: &[u8], now: u32) -> Result<Option<Record>, BackendError> {
-        let Some(bytes) = self.db.get_pinned(key).map_err(failed)? else {
+    fn live(&self, key: &[u8], now: u32, mode: Mode) -> Result<Option<Record>, Stop> {
+        let found = match mode {
+            Mode::Wait => self.db.get_pinned(key),
+            Mode::Now => {
+                let mut r = ::rocksdb::ReadOptions::default();
+                r.set_read_tier(::rocksdb::ReadTier::BlockCache);
+                self.db.get_pinned_opt(key, &r)
+            }
+        };
+        let Some(bytes) = found.map_err(|e| stop(e, mode))? else {
             return Ok(None);
         };
         let rec = match Record::decode(&bytes) {
@@ -474,14 +567,14 @@ impl Inner {
         }
     }
 
-    /// One command, run on a blocking thread.
-    fn exec(&self, cmd: &Command) -> Result<Response, BackendError> {
+    /// One command, as `mode` allows.
+    fn exec(&self, cmd: &Command, mode: Mode) -> Result<Response, Stop> {
         let now = now_secs();
         match cmd {
             Command::Get { keys, touch: None } => {
                 let mut hits = Vec::new();
                 for key in keys {
-                    if let Some(r) = self.live(key, now)? {
+                    if let Some(r) = self.live(key, now, mode)? {
                         hits.push(r.to_value(key));
                     }
                 }
@@ -491,19 +584,24 @@ impl Inner {
                 keys,
                 touch: Some(exptime),
             } => {
+                // Touching several keys is several writes: run them where
+                // they may wait, so none is half done.
+                if mode == Mode::Now && keys.len() > 1 {
+                    return Err(Stop::WouldBlock);
+                }
                 let mut hits = Vec::new();
                 for key in keys {
                     let one = Command::Get {
                         keys: vec![key.clone()],
                         touch: Some(*exptime),
                     };
-                    if let Response::Values(v) = self.write(key, &one, now)? {
+                    if let Response::Values(v) = self.write(key, &one, now, mode)? {
                         hits.extend(v);
                     }
                 }
                 Ok(Response::Values(hits))
             }
-            Command::GetE { key } => Ok(match self.live(key, now)? {
+            Command::GetE { key } => Ok(match self.live(key, now, mode)? {
                 Some(r) => Response::ValueE {
                     expiry: r.expiry,
                     value: r.to_value(key),
@@ -520,22 +618,21 @@ impl Inner {
                         return Ok(Response::Error(ErrorReply::OutOfMemory));
                     }
                 }
-                self.write(key, cmd, now)
+                self.write(key, cmd, now, mode)
             }
-            Command::Flush { delay } => self.flush_all(*delay, now),
-            _ => Err(BackendError::Unsupported(Tier::L2)),
+            Command::Flush { .. } if mode == Mode::Now => Err(Stop::WouldBlock),
+            Command::Flush { delay } => Ok(self.flush_all(*delay, now)?),
+            _ => Err(Stop::Failed(BackendError::Unsupported(Tier::L2))),
         }
     }
 
-    fn write(&self, key: &[u8], cmd: &Command, now: u32) -> Result<Response, BackendError> {
-        let _g = self
-            .stripe(key)
-            .lock()
-            .map_err(|_| BackendError::Storage(Tier::L2, "key lock poisoned".into()))?;
-        let old = self.live(key, now)?;
+    fn write(&self, key: &[u8], cmd: &Command, now: u32, mode: Mode) -> Result<Response, Stop> {
+        let _g = lock(self.stripe(key), mode, "key lock")?;
+        let opts = self.write_opts(mode)?;
+        let old = self.live(key, now, mode)?;
         // A cas is issued for every write that may create a new version.
         let cas = match cmd {
-            Command::Store { .. } | Command::Arith { .. } => self.next_cas()?,
+            Command::Store { .. } | Command::Arith { .. } => self.next_cas(mode)?,
             _ => 0,
         };
         let (resp, effect) = apply(cmd, old.as_ref(), now, cas, self.max_value);
@@ -543,20 +640,16 @@ impl Inner {
             Effect::Keep => {}
             Effect::Put(rec) => {
                 let bytes = rec.encode();
-                self.written
-                    .fetch_add((key.len() + bytes.len()) as u64, Ordering::Relaxed);
+                let size = (key.len() + bytes.len()) as u64;
                 let mut batch = WriteBatch::default();
                 batch.put(key, bytes);
-                self.db
-                    .write_opt(batch, &self.write_opts())
-                    .map_err(failed)?;
+                self.db.write_opt(batch, &opts).map_err(|e| stop(e, mode))?;
+                self.written.fetch_add(size, Ordering::Relaxed);
             }
             Effect::Delete => {
+                self.db.delete_opt(key, &opts).map_err(|e| stop(e, mode))?;
                 self.written
                     .fetch_add(key.len() as u64 + 16, Ordering::Relaxed);
-                self.db
-                    .delete_opt(key, &self.write_opts())
-                    .map_err(failed)?;
             }
         }
         Ok(resp)
@@ -568,7 +661,13 @@ impl Inner {
     fn flush_all(&self, delay: i64, now: u32) -> Result<Response, BackendError> {
         let at = absolute_exptime(delay, now);
         if at <= i64::from(now) {
-            let cutoff = self.next_cas()?;
+            let cutoff = match self.next_cas(Mode::Wait) {
+                Ok(c) => c,
+                Err(Stop::Failed(e)) => return Err(e),
+                Err(Stop::WouldBlock) => {
+                    return Err(BackendError::Storage(Tier::L2, "cas clock busy".into()))
+                }
+            };
             self.flush.cutoff.fetch_max(cutoff, Ordering::AcqRel);
             self.flush.pending_at.store(0, Ordering::Release);
         } else {
@@ -642,6 +741,10 @@ impl crate::metrics::StatsSource for L2 {
             ),
             ("l2_refused_full", st.refused_full.load(Ordering::Relaxed)),
             ("l2_errors", st.errors.load(Ordering::Relaxed)),
+            (
+                "l2_blocking_calls",
+                st.blocking_calls.load(Ordering::Relaxed),
+            ),
         ]
     }
 }
@@ -651,14 +754,49 @@ impl Backend for L2 {
         false
     }
 
+    /// On this thread if it finishes without waiting, else on the pool.
     fn call(&self, cmd: &Command) -> BackendFuture {
-        let cmd = cmd.clone();
-        self.spawn(move |inner| inner.exec(&cmd))
+        match self.inner.exec(cmd, Mode::Now) {
+            Ok(r) => Box::pin(std::future::ready(Ok(r))),
+            Err(Stop::Failed(e)) => {
+                self.inner.failed_call(&e);
+                Box::pin(std::future::ready(Err(e)))
+            }
+            Err(Stop::WouldBlock) => {
+                let cmd = cmd.clone();
+                self.pooled(move |inner| inner.exec(&cmd, Mode::Wait))
+            }
+        }
     }
 
-    /// Several commands on one blocking thread, in order.
+    /// Several commands in order: on this thread as far as they finish
+    /// without waiting, the rest together on the blocking pool.
     fn call_many(&self, cmds: Vec<Command>) -> BatchFuture {
-        self.spawn(move |inner| cmds.iter().map(|c| inner.exec(c)).collect())
+        let mut done = Vec::with_capacity(cmds.len());
+        for cmd in &cmds {
+            match self.inner.exec(cmd, Mode::Now) {
+                Ok(r) => done.push(r),
+                Err(Stop::Failed(e)) => {
+                    self.inner.failed_call(&e);
+                    return Box::pin(std::future::ready(Err(e)));
+                }
+                Err(Stop::WouldBlock) => break,
+            }
+        }
+        if done.len() == cmds.len() {
+            return Box::pin(std::future::ready(Ok(done)));
+        }
+        let rest: Vec<Command> = cmds[done.len()..].to_vec();
+        let rest_call = self.pooled(move |inner| {
+            rest.iter()
+                .map(|c| inner.exec(c, Mode::Wait))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        Box::pin(async move {
+            let mut out = done;
+            out.extend(rest_call.await?);
+            Ok(out)
+        })
     }
 }
 
@@ -719,27 +857,37 @@ mod tests {
         let first_cas;
         {
             let l2 = open(dir.path(), None);
-            let Response::Stored { cas } = l2.inner.exec(&set("a", "1", 0)).unwrap() else {
+            let Response::Stored { cas } = l2.inner.exec(&set("a", "1", 0), Mode::Wait).unwrap()
+            else {
                 panic!()
             };
             first_cas = cas;
             assert_eq!(
-                l2.inner.exec(&Command::Flush { delay: 0 }).unwrap(),
+                l2.inner
+                    .exec(&Command::Flush { delay: 0 }, Mode::Wait)
+                    .unwrap(),
                 Response::Ok
             );
-            assert_eq!(l2.inner.exec(&gete("a")).unwrap(), Response::NotFound);
-            l2.inner.exec(&set("b", "2", 0)).unwrap();
+            assert_eq!(
+                l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
+                Response::NotFound
+            );
+            l2.inner.exec(&set("b", "2", 0), Mode::Wait).unwrap();
             l2.close();
         }
         let l2 = open(dir.path(), None);
         // The flush is remembered; what came after it is not hidden.
-        assert_eq!(l2.inner.exec(&gete("a")).unwrap(), Response::NotFound);
-        let Response::ValueE { value, expiry } = l2.inner.exec(&gete("b")).unwrap() else {
+        assert_eq!(
+            l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
+            Response::NotFound
+        );
+        let Response::ValueE { value, expiry } = l2.inner.exec(&gete("b"), Mode::Wait).unwrap()
+        else {
             panic!()
         };
         assert_eq!((value.flags, expiry, &value.data[..]), (5, 0, &b"2"[..]));
         assert!(value.cas > first_cas);
-        let Response::Stored { cas } = l2.inner.exec(&set("c", "3", 0)).unwrap() else {
+        let Response::Stored { cas } = l2.inner.exec(&set("c", "3", 0), Mode::Wait).unwrap() else {
             panic!()
         };
         assert!(cas > value.cas);
@@ -749,17 +897,22 @@ mod tests {
     fn delayed_flush_takes_effect_at_its_time() {
         let dir = tempfile::tempdir().unwrap();
         let l2 = open(dir.path(), None);
-        l2.inner.exec(&set("a", "1", 0)).unwrap();
-        l2.inner.exec(&Command::Flush { delay: 1 }).unwrap();
+        l2.inner.exec(&set("a", "1", 0), Mode::Wait).unwrap();
+        l2.inner
+            .exec(&Command::Flush { delay: 1 }, Mode::Wait)
+            .unwrap();
         assert!(matches!(
-            l2.inner.exec(&gete("a")).unwrap(),
+            l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
             Response::ValueE { .. }
         ));
         std::thread::sleep(Duration::from_millis(2100));
-        assert_eq!(l2.inner.exec(&gete("a")).unwrap(), Response::NotFound);
-        l2.inner.exec(&set("a", "2", 0)).unwrap();
+        assert_eq!(
+            l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
+            Response::NotFound
+        );
+        l2.inner.exec(&set("a", "2", 0), Mode::Wait).unwrap();
         assert!(matches!(
-            l2.inner.exec(&gete("a")).unwrap(),
+            l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
             Response::ValueE { .. }
         ));
     }
@@ -768,10 +921,13 @@ mod tests {
     fn expired_records_are_misses_and_compaction_drops_them() {
         let dir = tempfile::tempdir().unwrap();
         let l2 = open(dir.path(), None);
-        l2.inner.exec(&set("short", "x", 1)).unwrap();
-        l2.inner.exec(&set("long", "y", 0)).unwrap();
+        l2.inner.exec(&set("short", "x", 1), Mode::Wait).unwrap();
+        l2.inner.exec(&set("long", "y", 0), Mode::Wait).unwrap();
         std::thread::sleep(Duration::from_millis(2100));
-        assert_eq!(l2.inner.exec(&gete("short")).unwrap(), Response::NotFound);
+        assert_eq!(
+            l2.inner.exec(&gete("short"), Mode::Wait).unwrap(),
+            Response::NotFound
+        );
         l2.inner.db.flush().unwrap();
         l2.inner.db.compact_range::<&[u8], &[u8]>(None, None);
         assert!(l2.inner.db.get(b"short").unwrap().is_none());
@@ -785,7 +941,11 @@ mod tests {
         let value = "v".repeat(1000);
         let mut refused = 0;
         for i in 0..600 {
-            match l2.inner.exec(&set(&format!("k{i}"), &value, 0)).unwrap() {
+            match l2
+                .inner
+                .exec(&set(&format!("k{i}"), &value, 0), Mode::Wait)
+                .unwrap()
+            {
                 Response::Stored { .. } => {}
                 Response::Error(ErrorReply::OutOfMemory) => refused += 1,
                 other => panic!("{other:?}"),
@@ -796,12 +956,73 @@ mod tests {
         // Deletes still work at the bound.
         assert_eq!(
             l2.inner
-                .exec(&Command::Delete {
-                    key: Bytes::from_static(b"k0"),
-                    cas: 0
-                })
+                .exec(
+                    &Command::Delete {
+                        key: Bytes::from_static(b"k0"),
+                        cas: 0
+                    },
+                    Mode::Wait
+                )
                 .unwrap(),
             Response::Deleted
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_that_would_wait_run_on_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let l2 = open(dir.path(), None);
+        // The first cas persists its ceiling (an fsync): that set waits.
+        assert!(matches!(
+            l2.inner.exec(&set("a", "1", 0), Mode::Now),
+            Err(Stop::WouldBlock)
+        ));
+        assert!(matches!(
+            l2.call(&set("a", "1", 0)).await,
+            Ok(Response::Stored { .. })
+        ));
+        let pooled = l2.inner.stats.blocking_calls.load(Ordering::Relaxed);
+        assert_eq!(pooled, 1);
+        // Within the lease, sets and reads finish from memory, here.
+        for i in 0..100 {
+            assert!(matches!(
+                l2.call(&set(&format!("k{i}"), "v", 0)).await,
+                Ok(Response::Stored { .. })
+            ));
+            assert!(matches!(
+                l2.call(&gete(&format!("k{i}"))).await,
+                Ok(Response::ValueE { .. })
+            ));
+        }
+        assert_eq!(
+            l2.inner.stats.blocking_calls.load(Ordering::Relaxed),
+            pooled
+        );
+        // A busy key lock is not waited for on a worker.
+        let held = l2.inner.stripe(b"a").lock().unwrap();
+        assert!(matches!(
+            l2.inner.exec(&set("a", "2", 0), Mode::Now),
+            Err(Stop::WouldBlock)
+        ));
+        drop(held);
+        // Every write of --l2-durability sync fsyncs: always the pool.
+        let dir2 = tempfile::tempdir().unwrap();
+        let synced = L2::open(&L2Options {
+            path: dir2.path().to_path_buf(),
+            cache_mb: 8,
+            max_bytes: None,
+            durability: Durability::Sync,
+            max_value: 1 << 20,
+        })
+        .unwrap();
+        synced.call(&set("x", "1", 0)).await.unwrap();
+        assert!(matches!(
+            synced.inner.exec(&set("x", "2", 0), Mode::Now),
+            Err(Stop::WouldBlock)
+        ));
+        assert_eq!(
+            synced.call(&gete("x")).await.unwrap(),
+            synced.inner.exec(&gete("x"), Mode::Now).unwrap()
         );
     }
 }
