@@ -48,8 +48,10 @@ const POOL_KEEP: usize = 64 * 1024;
 const POOL_SIZE: usize = 256;
 /// At shutdown, how long to wait for bytes a client has already sent.
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
-/// The reply-size estimate a connection starts with, bytes per key.
-const FIRST_ESTIMATE: usize = 1024;
+/// A new connection's reply-size estimate, as a fraction of its byte cap:
+/// until replies say otherwise, it expects large ones, so its first burst
+/// of requests cannot commit it to many times its cap.
+const FIRST_ESTIMATE_DIVISOR: usize = 8;
 
 pub struct ConnSettings {
     pub limits: Limits,
@@ -204,7 +206,7 @@ pub async fn serve(
         flight: VecDeque::new(),
         lookups: 0,
         held: 0,
-        estimate: FIRST_ESTIMATE,
+        estimate: (settings.max_bytes / FIRST_ESTIMATE_DIVISOR).max(64),
         parked: None,
         split: None,
         tallies: VecDeque::new(),
@@ -217,11 +219,20 @@ pub async fn serve(
     };
     let mut draining = *shutdown.borrow();
     loop {
-        s.start_more();
-        s.finish_ready();
-        if !s.out.is_empty() {
-            if let Err(e) = stream.try_write_out(&mut s.out) {
-                return Closed::Io(e);
+        // Start what the caps allow and write what is ready, until writing
+        // frees no room for anything waiting to start.
+        loop {
+            s.start_more();
+            s.finish_ready();
+            let before = s.out.len();
+            if before > 0 {
+                if let Err(e) = stream.try_write_out(&mut s.out) {
+                    return Closed::Io(e);
+                }
+            }
+            let waiting = s.parked.is_some() || s.split.is_some();
+            if !(waiting && s.out.len() < before) {
+                break;
             }
         }
         let quiet = s.flight.is_empty() && s.out.is_empty();
@@ -234,9 +245,9 @@ pub async fn serve(
                 // the pool while the client is quiet.
                 give_buf(std::mem::take(&mut s.inbuf));
                 s.out.release(0);
-                if s.flight.capacity() > 16 {
-                    s.flight = VecDeque::new();
-                }
+                // Slots are a few hundred bytes each: an idle connection
+                // keeps none.
+                s.flight = VecDeque::new();
             }
         }
         let want_read = s.closing.is_none() && s.need_input && s.admits_any();
@@ -545,8 +556,9 @@ impl Session<'_> {
                 Some(piece) => self.finish_piece(&slot.req, piece, resp),
             }
             let per_key = (self.out.len() - before) / slot.lookups.max(1);
-            // Up at once, down slowly: an underestimate costs memory.
-            self.estimate = per_key.max((self.estimate * 7 + per_key) / 8).max(64);
+            // Up at once, down by halves: an underestimate costs memory, an
+            // overestimate only concurrency.
+            self.estimate = per_key.max(self.estimate.div_ceil(2)).max(64);
         }
     }
 
