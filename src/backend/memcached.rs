@@ -146,6 +146,11 @@ impl ConnStats {
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
     }
+
+    /// Stalled sockets of this slot still waiting for memcached.
+    pub fn stalled(&self) -> usize {
+        self.zombies.load(Ordering::Relaxed)
+    }
 }
 
 /// What callers and the connection's task share.
@@ -901,21 +906,30 @@ async fn serve(conn: &Arc<Conn>, stream: Stream, opts: &L1Options) -> Ended {
             .timeouts
             .fetch_add(failed.len() as u64, Ordering::Relaxed);
     }
+    // Requests wholly written are a prefix of the queue. The slot is
+    // unsettled before any caller hears of the failure: a caller on another
+    // thread may write the key again at once, and must see it.
+    let sent = failed.iter().take_while(|p| p.end <= io.written).count();
+    let zombie = matches!(ended, Ended::Stalled(_)) && sent > 0;
+    if zombie {
+        conn.stats.zombies.fetch_add(1, Ordering::AcqRel);
+    }
     for p in failed.iter_mut() {
         if let Some(tx) = p.reply.take() {
             let _ = tx.send(Err(error.clone()));
         }
         p.packets = Vec::new();
     }
-    // Requests wholly written are a prefix of the queue.
-    let sent: VecDeque<Pending> = failed
-        .into_iter()
-        .take_while(|p| p.end <= io.written)
-        .collect();
-    if matches!(ended, Ended::Stalled(_)) && !sent.is_empty() {
-        conn.stats.zombies.fetch_add(1, Ordering::AcqRel);
+    if zombie {
+        failed.truncate(sent);
         let rbuf = std::mem::take(&mut io.rbuf);
-        tokio::spawn(settle(conn.clone(), stream, sent, rbuf, opts.max_body));
+        tokio::spawn(settle(
+            conn.clone(),
+            stream,
+            failed.into(),
+            rbuf,
+            opts.max_body,
+        ));
     }
     match ended {
         Ended::Stalled(why) => Ended::Broken(why),

@@ -270,6 +270,11 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         };
         let mut found: HashMap<Bytes, Value> = HashMap::new();
         let mut l1_failed = self.trust.all_suspect();
+        // A key suspect when the read is sent stays suspect for this read:
+        // memcached may answer it from the stale copy before it applies a
+        // write (queued after the read) whose success lifts the suspicion,
+        // and rend may see that success before it sees the read's reply.
+        let doubted: Vec<&Bytes> = keys.iter().filter(|k| self.trust.is_suspect(k)).collect();
         if !l1_failed {
             match self
                 .l1
@@ -282,7 +287,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
                 Ok(Response::Values(values)) => {
                     for v in values {
                         if let Some((cas, data)) = unwrap(&v.data) {
-                            if !self.trust.is_suspect(&v.key) {
+                            if !self.trust.is_suspect(&v.key) && !doubted.contains(&&v.key) {
                                 found.insert(
                                     v.key.clone(),
                                     Value {

@@ -40,6 +40,8 @@ struct Fake {
     script: Arc<Mutex<Script>>,
     /// Commands matching the predicate wait for a permit before answering.
     gate: Arc<Mutex<Option<Gate>>>,
+    /// What [`Backend::unsettled`] answers.
+    unsettled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Fake {
@@ -51,6 +53,7 @@ impl Fake {
                 Err(BackendError::Protocol(tier, "unscripted"))
             }))),
             gate: Arc::new(Mutex::new(None)),
+            unsettled: Arc::default(),
         }
     }
 
@@ -75,6 +78,10 @@ impl Fake {
 }
 
 impl Backend for Fake {
+    fn unsettled(&self, _key: Option<&[u8]>) -> bool {
+        self.unsettled.load(Ordering::SeqCst)
+    }
+
     fn call(&self, cmd: &Command) -> BackendFuture {
         self.log.0.lock().unwrap().push((self.tier, cmd.clone()));
         let script = self.script.lock().unwrap().clone();
@@ -452,6 +459,69 @@ async fn set_l1_timeout_replies_stored_and_makes_the_key_suspect() {
         vec![store(StoreMode::Set, "k", 7, 0, 0, b"new"), gete("k")],
         "the stale L1 hit is not served: L2 answers"
     );
+}
+
+/// memcached may answer a read from a stale copy and then apply a write
+/// queued after it, whose success lifts the key's suspicion; rend may see the
+/// write's success first. A key suspect when its read was sent is not served
+/// from that read.
+#[tokio::test]
+async fn a_read_sent_while_the_key_was_suspect_is_not_served_from_l1() {
+    let rig = Rig::new();
+    rig.l2.answer(|cmd| {
+        Ok(match cmd {
+            Command::GetE { .. } => Response::ValueE {
+                value: value("k", 0, 42, b"new"),
+                expiry: 0,
+            },
+            _ => Response::Error(ErrorReply::UnknownCommand),
+        })
+    });
+    rig.l1.answer(|cmd| match cmd {
+        Command::Get { .. } => Ok(Response::Values(vec![l1_item("k", 0, 41, b"old")])),
+        _ => l1_empty(cmd),
+    });
+    rig.shared.trust.suspect(&b("k"));
+    let reads = rig.l1.hold(|c| matches!(c, Command::Get { .. }));
+    let shared = rig.shared.clone();
+    let read = tokio::spawn(async move { l1_l2::orca(shared).handle(&req(get(&["k"]))).await });
+    wait_until("the L1 read", || !rig.l1.seen().is_empty()).await;
+    // The write queued behind the read succeeds and is seen first.
+    rig.shared.trust.clear(b"k");
+    reads.add_permits(1);
+    let r = bounded(read).await.unwrap();
+    assert_eq!(r, Response::Values(vec![value("k", 0, 42, b"new")]));
+    assert_eq!(
+        rig.l2.seen(),
+        vec![gete("k")],
+        "L2 answers, not the old L1 copy"
+    );
+}
+
+/// While an earlier L1 request may still be carried out (a stalled socket
+/// memcached has not answered), a later write's success does not vouch for
+/// L1's copy; once it has settled, the next successful write does.
+#[tokio::test]
+async fn an_unsettled_l1_keeps_a_key_suspect_through_later_writes() {
+    let rig = Rig::new();
+    rig.l2.answer(|cmd| {
+        Ok(match cmd {
+            Command::Store { .. } => Response::Stored { cas: 42 },
+            _ => Response::Error(ErrorReply::UnknownCommand),
+        })
+    });
+    rig.l1.answer(l1_empty);
+    rig.shared.trust.suspect(&b("k"));
+    rig.l1.unsettled.store(true, Ordering::SeqCst);
+    let r = rig.main(store(StoreMode::Set, "k", 0, 0, 0, b"v1")).await;
+    assert_eq!(r, Response::Stored { cas: 42 });
+    assert!(
+        rig.shared.trust.is_suspect(b"k"),
+        "the old write may still land"
+    );
+    rig.l1.unsettled.store(false, Ordering::SeqCst);
+    rig.main(store(StoreMode::Set, "k", 0, 0, 0, b"v2")).await;
+    assert!(!rig.shared.trust.is_suspect(b"k"));
 }
 
 #[tokio::test]
