@@ -68,3 +68,6 @@ fn main() -> std::process::ExitCode {
         Err(()) => std::process::ExitCode::FAILURE,
     }
 }
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
