@@ -28,6 +28,10 @@ pub struct PoolFigures {
     pub up: u64,
     pub reconnects: u64,
     pub timeouts: u64,
+    /// Requests refused at once because a connection's queue was full.
+    pub overloads: u64,
+    /// Stalled sockets kept until memcached answers what they carried.
+    pub stalled: u64,
     /// Requests written to memcached and not yet answered.
     pub inflight: u64,
 }
@@ -48,6 +52,8 @@ impl PoolSource for MemcachedL1 {
             f.conns += 1;
             f.reconnects += c.reconnects.load(Relaxed);
             f.timeouts += c.timeouts.load(Relaxed);
+            f.overloads += c.overloads.load(Relaxed);
+            f.stalled += c.stalled() as u64;
             f.inflight += c.inflight() as u64;
         }
         f
@@ -343,6 +349,13 @@ const L2_FIGURES: &[(&str, &str, bool, f64, &str)] = &[
         1.0,
         "L2 calls that failed in RocksDB.",
     ),
+    (
+        "l2_blocking_calls",
+        "rend_l2_blocking_calls",
+        true,
+        1.0,
+        "L2 calls that would have waited (disk reads, write stalls, fsync) and ran on the blocking pool.",
+    ),
 ];
 
 impl Collector for Collect {
@@ -435,7 +448,7 @@ impl Collector for Collect {
             gauge(
                 enc,
                 "rend_l1_pool_connections",
-                "Pooled connections to memcached (--l1-conns).",
+                "Pooled connections to memcached (--threads x --l1-conns).",
                 as_i64(p.conns),
             )?;
             gauge(
@@ -461,6 +474,18 @@ impl Collector for Collect {
                 "rend_l1_pool_timeouts",
                 "L1 requests that timed out (--l1-timeout-ms).",
                 p.timeouts,
+            )?;
+            counter(
+                enc,
+                "rend_l1_pool_overloads",
+                "L1 requests refused at once because a connection's queue was full.",
+                p.overloads,
+            )?;
+            gauge(
+                enc,
+                "rend_l1_pool_stalled_sockets",
+                "Stalled memcached sockets kept until memcached answers what was written to them.",
+                as_i64(p.stalled),
             )?;
         }
 
@@ -625,6 +650,8 @@ mod tests {
                 reconnects: 2,
                 timeouts: 1,
                 inflight: 5,
+                overloads: 6,
+                stalled: 1,
             }
         }
     }

@@ -530,3 +530,15 @@ pub fn read_line(c: &mut Conn) -> Vec<u8> {
         );
     }
 }
+
+/// Resident set size of process `pid` in bytes (`VmRSS` in
+/// `/proc/<pid>/status`).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for {pid}:\n{status}"));
+    kb * 1024
+}
