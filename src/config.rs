@@ -60,18 +60,18 @@ pub struct Config {
 
     /// Connections to memcached per worker thread (in all: threads times
     /// this), shared by the client connections of that thread.
-    #[arg(long, env = "REND_L1_CONNS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "REND_L1_CONNS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub l1_conns: u16,
 
     /// Requests one memcached connection holds, queued or awaiting replies;
     /// past it a request fails at once (l1-only: SERVER_ERROR L1 overloaded;
     /// l1-l2: served by L2).
-    #[arg(long, env = "REND_L1_QUEUE_REQUESTS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, env = "REND_L1_QUEUE_REQUESTS", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub l1_queue_requests: u64,
 
     /// Bytes of requests one memcached connection holds not yet written;
     /// past it a request fails at once, as above.
-    #[arg(long, env = "REND_L1_QUEUE_BYTES", default_value_t = 8 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1 << 34))]
+    #[arg(long, env = "REND_L1_QUEUE_BYTES", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(65_536..=1 << 34))]
     #[serde(serialize_with = "big")]
     pub l1_queue_bytes: u64,
 

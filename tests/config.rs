@@ -106,7 +106,7 @@ fn value(text: &str) -> toml::Value {
 /// default and the file, raw strings for the environment and flag. `None`:
 /// absent by default.
 const LAYERS: &[(&str, Option<&str>, &str, &str, &str)] = &[
-    ("l1-conns", Some("4"), "3", "5", "7"),
+    ("l1-conns", Some("1"), "3", "5", "7"),
     ("l1-timeout-ms", Some("1000"), "300", "500", "700"),
     ("l1-memory-mb", Some("64"), "30", "50", "70"),
     (

@@ -410,18 +410,21 @@ impl Backend for Lane {
     }
 
     fn call(&self, cmd: &Command) -> BackendFuture {
-        let mut shape = Shape::Single;
-        let rx = self
-            .conn()
-            .submit(&self.pool.opts, cmd_keys(cmd), |out, opaque| {
-                let (expect, last, s) = encode(cmd, opaque, out)?;
-                shape = s;
-                Some((expect, last))
-            });
-        match rx {
-            Ok(rx) => Box::pin(async move { outcome(rx).await.map(|p| shape.response(p)) }),
-            Err(e) => failed(e),
-        }
+        call_on(&self.pool, self.index, cmd)
+    }
+}
+
+/// Send `cmd` on slot `index` of `pool`.
+fn call_on(pool: &MemcachedL1, index: usize, cmd: &Command) -> BackendFuture {
+    let mut shape = Shape::Single;
+    let rx = pool.conns[index].submit(&pool.opts, cmd_keys(cmd), |out, opaque| {
+        let (expect, last, s) = encode(cmd, opaque, out)?;
+        shape = s;
+        Some((expect, last))
+    });
+    match rx {
+        Ok(rx) => Box::pin(async move { outcome(rx).await.map(|p| shape.response(p)) }),
+        Err(e) => failed(e),
     }
 }
 
@@ -432,13 +435,18 @@ pub struct Keyed {
 }
 
 impl Keyed {
-    fn lane(&self, key: Option<&[u8]>) -> Lane {
+    /// The slot `key` maps to.
+    fn index(&self, key: Option<&[u8]>) -> usize {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
+        (h.finish() % self.pool.conns.len() as u64) as usize
+    }
+
+    fn lane(&self, key: Option<&[u8]>) -> Lane {
         Lane {
             pool: self.pool.clone(),
-            index: (h.finish() % self.pool.conns.len() as u64) as usize,
+            index: self.index(key),
         }
     }
 
@@ -507,7 +515,7 @@ fn first_key(cmd: &Command) -> Option<&[u8]> {
 impl Backend for Keyed {
     fn unsettled(&self, key: Option<&[u8]>) -> bool {
         match key {
-            Some(k) => self.lane(Some(k)).unsettled(None),
+            Some(k) => self.pool.conns[self.index(Some(k))].stats.stalled() > 0,
             None => self
                 .pool
                 .conns
@@ -545,7 +553,7 @@ impl Backend for Keyed {
                 return self.get_by_lanes(keys, *touch);
             }
         }
-        self.lane(first_key(cmd)).call(cmd)
+        call_on(&self.pool, self.index(first_key(cmd)), cmd)
     }
 
     fn call_many(&self, cmds: Vec<Command>) -> BatchFuture {

@@ -62,6 +62,19 @@ pub fn wrap(cas: u64, data: &[u8]) -> Bytes {
     b.freeze()
 }
 
+/// Whether an L1 item was written by a two-tier policy.
+fn is_tagged(data: &[u8]) -> bool {
+    data.len() >= L1_HEADER && data[0] == L1_TAG
+}
+
+/// Strip a tagged L1 item's header in place; its L2 cas.
+fn untag(data: &mut Bytes) -> u64 {
+    let mut cas = [0u8; 8];
+    cas.copy_from_slice(&data[1..L1_HEADER]);
+    bytes::Buf::advance(data, L1_HEADER);
+    u64::from_be_bytes(cas)
+}
+
 /// The cas and value in an L1 item, if a two-tier policy wrote it.
 pub fn unwrap(data: &Bytes) -> Option<(u64, Bytes)> {
     if data.len() < L1_HEADER || data[0] != L1_TAG {
@@ -263,6 +276,52 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
     }
 
     async fn get(self: Arc<Self>, policy: Policy, keys: Vec<Bytes>) -> Response {
+        if keys.len() == 1 && !self.read_locks {
+            return self.get_one(policy, keys).await;
+        }
+        self.get_many(policy, keys).await
+    }
+
+    /// The common case, one key: an L1 hit is answered without the
+    /// bookkeeping of a multi-get; anything else takes the general path.
+    async fn get_one(self: Arc<Self>, policy: Policy, keys: Vec<Bytes>) -> Response {
+        let key = &keys[0];
+        if self.trust.all_suspect() || self.trust.is_suspect(key) {
+            return Box::pin(self.get_many(policy, keys)).await;
+        }
+        let cmd = Command::Get { keys, touch: None };
+        let result = self.l1.call(&cmd).await;
+        let Command::Get { keys, .. } = cmd else {
+            return Response::Error(ErrorReply::UnknownCommand);
+        };
+        let l1_failed = match result {
+            Ok(Response::Values(mut values)) => {
+                if let Some(v) = values.first_mut() {
+                    // Not suspect when the read was sent (above) nor now.
+                    if is_tagged(&v.data) && !self.trust.is_suspect(&v.key) {
+                        v.cas = untag(&mut v.data);
+                        values.truncate(1);
+                        return Response::Values(values);
+                    }
+                }
+                false
+            }
+            _ => {
+                self.l1_read_failed();
+                true
+            }
+        };
+        // A miss (or a copy L1 may not serve): L2 decides, and back-fills.
+        Box::pin(self.get_misses(policy, keys, HashMap::new(), l1_failed, None)).await
+    }
+
+    fn l1_read_failed(&self) {
+        bump(&self.counters.counts.l1_read_failures);
+        static READS: RateLimit = RateLimit::new(10_000);
+        crate::warn_limited!(READS, tier = "L1", "L1 read failed; answering from L2");
+    }
+
+    async fn get_many(self: Arc<Self>, policy: Policy, keys: Vec<Bytes>) -> Response {
         let guard = if self.read_locks {
             Some(self.locks.read(keys.iter().map(|k| &k[..])).await)
         } else {
@@ -303,12 +362,23 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
                 }
                 _ => {
                     l1_failed = true;
-                    bump(&self.counters.counts.l1_read_failures);
-                    static READS: RateLimit = RateLimit::new(10_000);
-                    crate::warn_limited!(READS, tier = "L1", "L1 read failed; answering from L2");
+                    self.l1_read_failed();
                 }
             }
         }
+        self.get_misses(policy, keys, found, l1_failed, guard).await
+    }
+
+    /// The rest of a get once L1 has answered what it could (`found`): the
+    /// misses from L2, back-filled into L1 unless L1 failed.
+    async fn get_misses(
+        self: Arc<Self>,
+        policy: Policy,
+        keys: Vec<Bytes>,
+        mut found: HashMap<Bytes, Value>,
+        l1_failed: bool,
+        guard: Option<crate::backend::locks::Guard>,
+    ) -> Response {
         let mut misses: Vec<Bytes> = keys
             .iter()
             .filter(|k| !found.contains_key(*k))
@@ -649,6 +719,13 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Orca for TwoTier<B1, B2> {
     fn handle(&mut self, req: &Request) -> Reply {
         if let Some(resp) = answer_locally(req, &self.shared.counters) {
             return ready(resp);
+        }
+        // A one-key get, the common request, gets a future of its own size
+        // rather than one sized for every command.
+        if let Command::Get { keys, touch: None } = &req.cmd {
+            if keys.len() == 1 && !self.shared.read_locks {
+                return Box::pin(self.shared.clone().get_one(self.policy, keys.clone()));
+            }
         }
         Box::pin(self.shared.clone().run(self.policy, req.cmd.clone()))
     }

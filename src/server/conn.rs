@@ -78,6 +78,31 @@ thread_local! {
     /// Read and write buffers of this worker's connections that wait for
     /// their clients.
     static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    /// Empty request queues, likewise: a slot is a few hundred bytes, so an
+    /// idle connection keeps none, and a busy one does not regrow its queue
+    /// on every burst.
+    static FLIGHTS: RefCell<Vec<VecDeque<Slot>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Queues of more slots than this are freed rather than pooled.
+const FLIGHT_KEEP: usize = 64;
+
+fn take_flight() -> VecDeque<Slot> {
+    FLIGHTS
+        .with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| VecDeque::with_capacity(16))
+}
+
+fn give_flight(flight: VecDeque<Slot>) {
+    if flight.capacity() == 0 || flight.capacity() > FLIGHT_KEEP || !flight.is_empty() {
+        return;
+    }
+    FLIGHTS.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_SIZE {
+            p.push(flight);
+        }
+    });
 }
 
 fn take_buf() -> BytesMut {
@@ -245,9 +270,7 @@ pub async fn serve(
                 // the pool while the client is quiet.
                 give_buf(std::mem::take(&mut s.inbuf));
                 s.out.release(0);
-                // Slots are a few hundred bytes each: an idle connection
-                // keeps none.
-                s.flight = VecDeque::new();
+                give_flight(std::mem::take(&mut s.flight));
             }
         }
         let want_read = s.closing.is_none() && s.need_input && s.admits_any();
@@ -310,6 +333,14 @@ impl Session<'_> {
             Err(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// A request started or finished: the idle clock restarts (read only
+    /// when `--idle-timeout` is set, so only then is the time taken).
+    fn progress(&mut self) {
+        if self.settings.idle_timeout.is_some() {
+            self.last_progress = Instant::now();
+        }
     }
 
     /// Whether one more lookup could start now.
@@ -425,9 +456,12 @@ impl Session<'_> {
 
     fn start(&mut self, req: Request, lookups: usize, cost: usize, piece: Option<Piece>) {
         let reply = self.orca.handle(&req);
+        if self.flight.capacity() == 0 {
+            self.flight = take_flight();
+        }
         self.lookups += lookups;
         self.held += cost;
-        self.last_progress = Instant::now();
+        self.progress();
         self.flight.push_back(Slot {
             req,
             reply: Some(reply),
@@ -543,7 +577,7 @@ impl Session<'_> {
             };
             self.lookups -= slot.lookups;
             self.held -= slot.cost;
-            self.last_progress = Instant::now();
+            self.progress();
             let before = self.out.len();
             match slot.piece.take() {
                 None => {
