@@ -63,7 +63,7 @@ use ::rocksdb::{
 use super::record::{absolute_exptime, apply, is_expired, Effect, Record};
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
 use crate::metrics::ratelimit::RateLimit;
-use crate::protocol::{Command, ErrorReply, Response};
+use crate::protocol::{Command, ErrorReply, Response, StoreMode};
 
 /// How much of an acknowledged write survives a crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -629,7 +629,21 @@ impl Inner {
     fn write(&self, key: &[u8], cmd: &Command, now: u32, mode: Mode) -> Result<Response, Stop> {
         let _g = lock(self.stripe(key), mode, "key lock")?;
         let opts = self.write_opts(mode)?;
-        let old = self.live(key, now, mode)?;
+        // A plain set decides nothing from the old record: skip the lookup
+        // (a memtable search, a tenth of rend's CPU under a set-heavy load).
+        let blind = matches!(
+            cmd,
+            Command::Store {
+                mode: StoreMode::Set,
+                cas: 0,
+                ..
+            }
+        );
+        let old = if blind {
+            None
+        } else {
+            self.live(key, now, mode)?
+        };
         // A cas is issued for every write that may create a new version.
         let cas = match cmd {
             Command::Store { .. } | Command::Arith { .. } => self.next_cas(mode)?,
@@ -803,7 +817,6 @@ impl Backend for L2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::StoreMode;
     use bytes::Bytes;
     use std::path::Path;
 
