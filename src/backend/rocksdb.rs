@@ -47,9 +47,14 @@
 //! Durability (`--l2-durability`): `wal` (the default) appends every write to
 //! the write-ahead log before acknowledging it, without fsync: a crash of rend
 //! loses nothing acknowledged, a crash of the machine can lose the last
-//! writes the OS had not yet flushed. `sync` fsyncs the log on every write
-//! (survives power loss, much slower); `none` skips the log (a crash of rend
-//! loses everything since the last memtable flush).
+//! writes the OS had not yet flushed. The log is written in groups
+//! ([`WalGroup`]): writes made at the same moment append to RocksDB's log
+//! buffer and one write(2) puts them all in the file before any of them is
+//! acknowledged. (A read at that moment may see a write whose log bytes are
+//! not yet in the file; a crash then loses that unacknowledged write.)
+//! `sync` fsyncs the log on every write (survives power loss, much slower);
+//! `none` skips the log (a crash of rend loses everything since the last
+//! memtable flush).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -212,8 +217,112 @@ struct CasClock {
     state: Mutex<(u64, u64)>,
 }
 
+/// Group commit of the write-ahead log (`--l2-durability wal`). A write
+/// made on a worker appends to RocksDB's log buffer and takes a ticket; the
+/// first waiter to find no flush under way becomes the leader, lets the
+/// other tasks of the moment run (and append), then writes the buffer once
+/// and wakes everyone whose ticket it covered. A write on the blocking pool
+/// writes the buffer itself.
+#[derive(Default)]
+struct WalGroup {
+    /// Tickets handed out: writes appended to the buffer.
+    appended: AtomicU64,
+    state: Mutex<WalState>,
+    flushed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct WalState {
+    /// Every ticket up to this one is in the log file.
+    flushed: u64,
+    leader: bool,
+    /// The last failed flush: the tickets it covered, and why.
+    failed: Option<(u64, u64, String)>,
+}
+
+impl WalGroup {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WalState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait until ticket `t` is in the log file.
+    async fn commit(&self, db: &DB, t: u64) -> Result<(), BackendError> {
+        loop {
+            let notified = self.flushed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.turn(t) {
+                Turn::Done(r) => return r,
+                Turn::Wait => notified.await,
+                Turn::Lead => {
+                    // Should this task be dropped while it leads (its client
+                    // went away), the next waiter takes over.
+                    let mut lead = Leading(self, true);
+                    // The other tasks of this moment append first.
+                    tokio::task::yield_now().await;
+                    let upto = self.appended.load(Ordering::Acquire);
+                    let result = db.flush_wal(false);
+                    lead.1 = false;
+                    self.flushed_upto(upto, result.err().map(|e| e.into_string()));
+                }
+            }
+        }
+    }
+
+    /// What ticket `t` does now: it is in the file, or someone is writing
+    /// the buffer, or it is to write the buffer itself.
+    fn turn(&self, t: u64) -> Turn {
+        let mut st = self.lock();
+        if st.flushed >= t {
+            return Turn::Done(match &st.failed {
+                Some((from, upto, why)) if *from < t && t <= *upto => {
+                    Err(BackendError::Storage(Tier::L2, why.clone()))
+                }
+                _ => Ok(()),
+            });
+        }
+        if st.leader {
+            return Turn::Wait;
+        }
+        st.leader = true;
+        Turn::Lead
+    }
+
+    fn flushed_upto(&self, upto: u64, failed: Option<String>) {
+        let mut st = self.lock();
+        let from = st.flushed;
+        st.flushed = st.flushed.max(upto);
+        st.leader = false;
+        if let Some(why) = failed {
+            st.failed = Some((from, upto, why));
+        }
+        drop(st);
+        self.flushed.notify_waiters();
+    }
+}
+
+enum Turn {
+    Done(Result<(), BackendError>),
+    Wait,
+    Lead,
+}
+
+/// A leader that has not finished: on drop, gives the lead back.
+struct Leading<'a>(&'a WalGroup, bool);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.lock().leader = false;
+            self.0.flushed.notify_waiters();
+        }
+    }
+}
+
 struct Inner {
     db: DB,
+    /// With `--l2-durability wal`: the log's group commit.
+    wal: Option<WalGroup>,
     path: PathBuf,
     /// Kept for RocksDB's statistics, which live in the options.
     db_opts: Mutex<Options>,
@@ -323,6 +432,11 @@ impl L2 {
         db_opts.set_max_open_files(512);
         db_opts.set_max_total_wal_size(256 << 20);
         db_opts.set_keep_log_file_num(4);
+        // With `wal`, writes made on a worker fill RocksDB's log buffer and
+        // one write of the buffer serves every write of that moment
+        // ([`WalGroup`]); nothing is acknowledged before its bytes are in
+        // the log file.
+        db_opts.set_manual_wal_flush(opts.durability == Durability::Wal);
         // Counters only (no timers or histograms, which cost on every call):
         // write-stall time for `stats`.
         db_opts.enable_statistics();
@@ -362,6 +476,7 @@ impl L2 {
             path: opts.path.clone(),
             db_opts: Mutex::new(db_opts),
             durability: opts.durability,
+            wal: (opts.durability == Durability::Wal).then(WalGroup::default),
             flush,
             // Everything issued before the restart is below the old ceiling.
             cas: CasClock {
@@ -512,6 +627,15 @@ impl Inner {
         }
         w.set_no_slowdown(mode == Mode::Now);
         Ok(w)
+    }
+
+    /// On the blocking pool a write puts its own log bytes in the file (on
+    /// a worker, [`WalGroup`] does it for many).
+    fn flush_if_waiting(&self, mode: Mode) -> Result<(), Stop> {
+        if mode == Mode::Wait && self.wal.is_some() {
+            self.db.flush_wal(false).map_err(|e| stop(e, mode))?;
+        }
+        Ok(())
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), BackendError> {
@@ -671,11 +795,13 @@ impl Inner {
                 batch.put(key, bytes);
                 self.db.write_opt(batch, &opts).map_err(|e| stop(e, mode))?;
                 self.written.fetch_add(size, Ordering::Relaxed);
+                self.flush_if_waiting(mode)?;
             }
             Effect::Delete => {
                 self.db.delete_opt(key, &opts).map_err(|e| stop(e, mode))?;
                 self.written
                     .fetch_add(key.len() as u64 + 16, Ordering::Relaxed);
+                self.flush_if_waiting(mode)?;
             }
         }
         Ok(resp)
@@ -775,6 +901,41 @@ impl crate::metrics::StatsSource for L2 {
     }
 }
 
+/// Whether a command may change the store (and so write the log).
+fn writes(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Store { .. }
+            | Command::Arith { .. }
+            | Command::Delete { .. }
+            | Command::Touch { .. }
+            | Command::Get { touch: Some(_), .. }
+            | Command::Flush { .. }
+    )
+}
+
+impl L2 {
+    /// A write made on this thread, answered once its log bytes are in the
+    /// log file.
+    fn committed(&self, resp: Response) -> BackendFuture {
+        let ticket = self
+            .inner
+            .wal
+            .as_ref()
+            .map(|w| w.appended.fetch_add(1, Ordering::AcqRel) + 1);
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            if let (Some(wal), Some(t)) = (&inner.wal, ticket) {
+                if let Err(e) = wal.commit(&inner.db, t).await {
+                    inner.failed_call(&e);
+                    return Err(e);
+                }
+            }
+            Ok(resp)
+        })
+    }
+}
+
 impl Backend for L2 {
     fn starts_eagerly(&self) -> bool {
         false
@@ -783,6 +944,7 @@ impl Backend for L2 {
     /// On this thread if it finishes without waiting, else on the pool.
     fn call(&self, cmd: &Command) -> BackendFuture {
         match self.inner.exec(cmd, Mode::Now) {
+            Ok(r) if writes(cmd) && self.inner.wal.is_some() => self.committed(r),
             Ok(r) => Box::pin(std::future::ready(Ok(r))),
             Err(Stop::Failed(e)) => {
                 self.inner.failed_call(&e);
@@ -798,6 +960,18 @@ impl Backend for L2 {
     /// Several commands in order: on this thread as far as they finish
     /// without waiting, the rest together on the blocking pool.
     fn call_many(&self, cmds: Vec<Command>) -> BatchFuture {
+        if self.inner.wal.is_some() && cmds.iter().any(writes) {
+            // Writes wait for the log; rare in a batch (the policies batch
+            // lookups): one at a time keeps that simple.
+            let this = self.clone();
+            return Box::pin(async move {
+                let mut out = Vec::with_capacity(cmds.len());
+                for c in &cmds {
+                    out.push(this.call(c).await?);
+                }
+                Ok(out)
+            });
+        }
         let mut done = Vec::with_capacity(cmds.len());
         for cmd in &cmds {
             match self.inner.exec(cmd, Mode::Now) {
@@ -1049,5 +1223,52 @@ mod tests {
             synced.call(&gete("x")).await.unwrap(),
             synced.inner.exec(&gete("x"), Mode::Now).unwrap()
         );
+    }
+
+    /// Writes made together share one write of the log buffer, every
+    /// writer hears when its bytes are in the file, and a leader dropped
+    /// half way (its client went away) hands over instead of wedging the
+    /// others.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_log_group_commit_covers_every_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let l2 = open(dir.path(), None);
+        // Persist the cas ceiling first (a pool call), then write together.
+        l2.call(&set("first", "x", 0)).await.unwrap();
+        let calls: Vec<_> = (0..50)
+            .map(|i| l2.call(&set(&format!("k{i}"), "v", 0)))
+            .collect();
+        let wal = l2.inner.wal.as_ref().expect("wal durability groups");
+        let appended = wal.appended.load(Ordering::Acquire);
+        assert!(appended >= 50, "{appended}");
+        for c in calls {
+            assert!(matches!(c.await, Ok(Response::Stored { .. })));
+        }
+        assert!(wal.lock().flushed >= appended);
+
+        let t1 = wal.appended.fetch_add(1, Ordering::AcqRel) + 1;
+        let t2 = wal.appended.fetch_add(1, Ordering::AcqRel) + 1;
+        let inner = l2.inner.clone();
+        let leader = tokio::spawn(async move {
+            let wal = inner.wal.as_ref().unwrap();
+            wal.commit(&inner.db, t1).await
+        });
+        tokio::task::yield_now().await; // the first leads, then yields
+        assert!(wal.lock().leader);
+        let inner = l2.inner.clone();
+        let follower = tokio::spawn(async move {
+            let wal = inner.wal.as_ref().unwrap();
+            wal.commit(&inner.db, t2).await
+        });
+        leader.abort();
+        assert!(
+            leader.await.unwrap_err().is_cancelled(),
+            "the leader was dropped before it wrote the buffer"
+        );
+        let r = tokio::time::timeout(Duration::from_secs(2), follower)
+            .await
+            .expect("the follower took over");
+        assert!(matches!(r, Ok(Ok(()))));
+        assert!(wal.lock().flushed >= t2);
     }
 }
