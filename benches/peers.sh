@@ -31,8 +31,8 @@
 #                  server, which costs the fewest syscalls on the shared
 #                  server core, and more connections to a memcached with one
 #                  worker thread buy no parallelism on one core. rend keeps
-#                  its own default (--l1-conns 4 per worker thread: 4 here):
-#                  each proxy as shipped.
+#                  its own default (--l1-conns 1 per worker thread: 1 here),
+#                  the same shape: each proxy as shipped.
 #                  nutcracker speaks text only: no binary rows.
 #   rend-l1-only   rend --listen 127.0.0.1:RPORT --l1 127.0.0.1:MPORT
 #                  --orca l1-only --metrics-listen off
