@@ -407,6 +407,110 @@ fn long_lines_close_but_long_gets_work() {
     );
 }
 
+/// memcached's own t/getset.t: one `get` naming 18,725 keys on a 187 KB
+/// line. memcached answers it; so must rend, in every mode, with the same
+/// bytes memcached gives, and a key too long part way through ends the
+/// reply with memcached's error after the keys before it.
+#[test]
+fn a_get_of_18725_keys_answers_as_memcached_does_in_every_mode() {
+    let keys: Vec<String> = (0..18_725).map(|i| format!("getset_key_{i:05}")).collect();
+    let line = format!("get {}\r\n", keys.join(" "));
+    assert!(line.len() > 180_000, "{}", line.len());
+    let stored: Vec<&String> = keys.iter().step_by(97).collect();
+    let direct = Memcached::start();
+    let l2 = tempfile::tempdir().unwrap();
+    let modes: Vec<(&str, Memcached, Rend)> = vec![
+        {
+            let mc = Memcached::start();
+            let r = Rend::start(&mc, &[]);
+            ("l1-only", mc, r)
+        },
+        {
+            let mc = Memcached::start();
+            let r = Rend::start(&mc, &["--chunked"]);
+            ("chunked", mc, r)
+        },
+        {
+            let mc = Memcached::start();
+            let r = Rend::start_two_tier(&mc, l2.path(), &[]);
+            ("l1-l2", mc, r)
+        },
+    ];
+    let mut want = direct.connect();
+    for k in &stored {
+        assert_eq!(
+            want.line(format!("set {k} 7 0 {}\r\n{k}\r\n", k.len()).as_bytes()),
+            "STORED\r\n"
+        );
+    }
+    let expected = want.req(line.as_bytes(), b"END\r\n");
+    assert_eq!(
+        expected.windows(6).filter(|w| w == b"VALUE ").count(),
+        stored.len()
+    );
+    // A key of 251 bytes after 10,000 good ones. memcached buffers the
+    // whole line and answers only the error; rend, which takes a long line
+    // in bounded segments, has answered the keys before it by then, so its
+    // reply is their values, then the error (README: "Limits"). The
+    // connection goes on in both.
+    let bad = format!(
+        "get {} {} {}\r\n",
+        keys[..10_000].join(" "),
+        "k".repeat(251),
+        keys[10_000..].join(" ")
+    );
+    assert_eq!(
+        want.req(bad.as_bytes(), b"\r\n"),
+        b"CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(want.line(b"version\r\n").split(' ').next(), Some("VERSION"));
+    let before: Vec<String> = keys[..10_000].to_vec();
+    let mut bad_expected = want.req(
+        format!("get {}\r\n", before.join(" ")).as_bytes(),
+        b"END\r\n",
+    );
+    bad_expected.truncate(bad_expected.len() - b"END\r\n".len());
+    bad_expected.extend_from_slice(b"CLIENT_ERROR bad command line format\r\n");
+    for (mode, _mc, rend) in &modes {
+        let mut c = rend.connect();
+        for k in &stored {
+            assert_eq!(
+                c.line(format!("set {k} 7 0 {}\r\n{k}\r\n", k.len()).as_bytes()),
+                "STORED\r\n",
+                "{mode}"
+            );
+        }
+        let got = c.req(line.as_bytes(), b"END\r\n");
+        assert!(
+            got == expected,
+            "{mode}: the 18,725-key get differs from memcached's reply"
+        );
+        // Twice on one write, then a plain get: each answered in order.
+        let mut two = line.clone().into_bytes();
+        two.extend_from_slice(line.as_bytes());
+        two.extend_from_slice(format!("get {}\r\n", stored[0]).as_bytes());
+        c.send(&two);
+        for _ in 0..2 {
+            assert!(
+                c.read_exact_n(expected.len()) == expected,
+                "{mode}: pipelined"
+            );
+        }
+        let one = c.read_until(b"END\r\n");
+        assert!(
+            one.starts_with(format!("VALUE {} 7", stored[0]).as_bytes()),
+            "{mode}"
+        );
+        let got = c.req(bad.as_bytes(), b"CLIENT_ERROR bad command line format\r\n");
+        assert!(got == bad_expected, "{mode}: a bad key part way");
+        assert_eq!(
+            c.line(b"version\r\n").split(' ').next(),
+            Some("VERSION"),
+            "{mode}"
+        );
+    }
+}
+
 #[test]
 fn connection_limit() {
     let (_mc, rend) = proxy(&["--max-conns", "2"]);

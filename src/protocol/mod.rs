@@ -36,11 +36,10 @@ pub struct Limits {
     /// Largest value (data block) accepted; a larger one is refused with the
     /// too-large reply and its bytes are discarded as they arrive.
     pub max_value: usize,
-    /// A non-get command line with no newline within this many bytes closes
-    /// the connection (memcached's 2048).
+    /// A command line longer than this closes the connection (memcached's
+    /// 2048), except a `get` or `gets` line: that is decoded in segments of
+    /// at most this many bytes, however long it is (as memcached takes it).
     pub max_line: usize,
-    /// Most keys in one multi-get; a longer get line closes the connection.
-    pub max_keys: usize,
 }
 
 impl Default for Limits {
@@ -48,15 +47,7 @@ impl Default for Limits {
         Limits {
             max_value: DEFAULT_MAX_VALUE,
             max_line: 2048,
-            max_keys: 16_384,
         }
-    }
-}
-
-impl Limits {
-    /// Longest get line: `max_keys` keys of the longest length, with spaces.
-    pub fn max_get_line(&self) -> usize {
-        self.max_keys * (MAX_KEY_LEN + 1) + 16
     }
 }
 
@@ -290,6 +281,15 @@ impl Decoder {
         match self {
             Decoder::Text(d) => d.decode(buf),
             Decoder::Binary(d) => d.decode(buf),
+        }
+    }
+
+    /// Whether the request just decoded is a segment of a long text get
+    /// line whose further keys are still to come.
+    pub fn continues(&self) -> bool {
+        match self {
+            Decoder::Text(d) => d.continues(),
+            Decoder::Binary(_) => false,
         }
     }
 }

@@ -26,6 +26,15 @@ enum State {
     Data { head: StoreHead, len: usize },
     /// Discarding the data block of a refused storage command.
     Swallow { remaining: usize },
+    /// A `get`/`gets` line longer than `max_line`, decoded in segments: the
+    /// command and the keys up to here are consumed, and more keys follow.
+    GetRest { cas: bool, emitted: bool },
+    /// A long get line named a key too long: the keys before it were
+    /// decoded; the error comes next, then (`swallow`) the rest of the line
+    /// is discarded.
+    GetFailed { swallow: bool },
+    /// Discarding the rest of a long get line after a bad key.
+    SwallowLine,
 }
 
 #[derive(Debug)]
@@ -99,24 +108,79 @@ impl RequestDecoder {
                         frame,
                     }));
                 }
+                State::GetFailed { swallow } => {
+                    self.state = if *swallow {
+                        State::SwallowLine
+                    } else {
+                        State::Line { scanned: 0 }
+                    };
+                    return Ok(Some(bad_key_reply()));
+                }
+                State::SwallowLine => match buf.iter().position(|&b| b == b'\n') {
+                    Some(pos) => {
+                        buf.advance(pos + 1);
+                        self.state = State::Line { scanned: 0 };
+                    }
+                    None => {
+                        buf.clear();
+                        return Ok(None);
+                    }
+                },
+                State::GetRest { cas, emitted } => {
+                    let (cas, emitted) = (*cas, *emitted);
+                    let max = self.limits.max_line;
+                    match buf.iter().take(max + 1).position(|&b| b == b'\n') {
+                        Some(end) => {
+                            // The line's last segment.
+                            let line = buf.split_to(end + 1).freeze();
+                            self.state = State::Line { scanned: 0 };
+                            let line = line.slice(..trim_line_end(&line));
+                            let keys: Vec<Bytes> =
+                                tokenize(&line).into_iter().map(|r| line.slice(r)).collect();
+                            if keys.is_empty() && !emitted {
+                                // `get` and spaces only.
+                                return Ok(Some(Request {
+                                    cmd: Command::Invalid(Invalid::UnknownCommand),
+                                    frame: Frame::Text {
+                                        noreply: false,
+                                        cas: false,
+                                    },
+                                }));
+                            }
+                            return Ok(Some(self.get_segment(keys, cas, true)));
+                        }
+                        None if buf.len() > max => {
+                            if let Some(req) = self.get_segment_of(buf, cas, false)? {
+                                return Ok(Some(req));
+                            }
+                        }
+                        None => return Ok(None),
+                    }
+                }
                 State::Line { scanned } => {
                     let from = *scanned;
-                    let Some(pos) = buf[from..].iter().position(|&b| b == b'\n') else {
-                        *scanned = buf.len();
-                        self.check_partial_line(buf)?;
-                        return Ok(None);
-                    };
-                    let end = from + pos;
-                    // The same bounds as for a line still arriving, so the
-                    // outcome does not depend on how the bytes were cut.
+                    let newline = buf[from..].iter().position(|&b| b == b'\n');
+                    let end = newline.map_or(buf.len(), |pos| from + pos);
+                    // A line past max_line: only get and gets may be that
+                    // long (as in memcached), and they are taken in
+                    // segments, so no line is ever buffered whole. The same
+                    // bounds hold whether or not the newline has arrived, so
+                    // the outcome does not depend on how the bytes were cut.
                     if end > self.limits.max_line {
+                        let spaces = buf.iter().take_while(|&&b| b == b' ').count();
                         if !is_get_line(&buf[..end]) {
                             return Err(FrameError::close("command line too long"));
                         }
-                        if end > self.limits.max_get_line() {
-                            return Err(FrameError::close("multi-get line too long"));
+                        let cas = buf[spaces..].starts_with(b"gets ");
+                        if let Some(req) = self.get_segment_of(buf, cas, true)? {
+                            return Ok(Some(req));
                         }
+                        continue;
                     }
+                    let Some(_) = newline else {
+                        *scanned = buf.len();
+                        return Ok(None);
+                    };
                     let line = buf.split_to(end + 1).freeze();
                     self.state = State::Line { scanned: 0 };
                     if let Some(req) = self.parse_line(line)? {
@@ -128,32 +192,89 @@ impl RequestDecoder {
         }
     }
 
-    /// A line with no newline yet: refuse to buffer it past the limits.
-    fn check_partial_line(&self, buf: &[u8]) -> Result<(), FrameError> {
-        if buf.len() <= self.limits.max_line {
-            return Ok(());
+    /// Whether the request just decoded is a segment of a long get line
+    /// whose further keys are still to come: the reply's `END` waits for
+    /// the last segment.
+    pub fn continues(&self) -> bool {
+        matches!(self.state, State::GetRest { .. } | State::GetFailed { .. })
+    }
+
+    /// Take the complete keys from the first `max_line` bytes of a long get
+    /// line (`first`: the line's start, command included). `None` when the
+    /// bytes consumed held no key. The line's last segment may name none.
+    fn get_segment_of(
+        &mut self,
+        buf: &mut BytesMut,
+        cas: bool,
+        first: bool,
+    ) -> Result<Option<Request>, FrameError> {
+        let window = &buf[..self.limits.max_line];
+        let Some(last_space) = window.iter().rposition(|&b| b == b' ') else {
+            // No separator in max_line bytes: a key longer than any allowed.
+            return Ok(Some(self.bad_get_key()));
+        };
+        let mut tokens = tokenize(&window[..last_space]);
+        if first && !tokens.is_empty() {
+            tokens.remove(0);
         }
-        if !is_get_line(buf) {
-            return Err(FrameError::close("command line too long"));
+        let emitted = match self.state {
+            State::GetRest { emitted, .. } => emitted,
+            _ => false,
+        };
+        if !emitted && tokens.iter().any(|r| r.len() > MAX_KEY_LEN) {
+            // Nothing answered yet: only the error, as memcached answers.
+            return Ok(Some(self.bad_get_key()));
         }
-        if buf.len() > self.limits.max_get_line() {
-            return Err(FrameError::close("multi-get line too long"));
+        let taken = buf.split_to(last_space + 1).freeze();
+        self.state = State::GetRest {
+            cas,
+            emitted: emitted || !tokens.is_empty(),
+        };
+        if tokens.is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        let keys = tokens.into_iter().map(|r| taken.slice(r)).collect();
+        Ok(Some(self.get_segment(keys, cas, false)))
+    }
+
+    /// A segment's keys as a request (`last`: the line's last segment). At
+    /// a key too long, the keys before it are the segment, and memcached's
+    /// error comes next (memcached, which holds the whole line, answers the
+    /// error alone; rend has answered the earlier segments by then).
+    fn get_segment(&mut self, mut keys: Vec<Bytes>, cas: bool, last: bool) -> Request {
+        if let Some(bad) = keys.iter().position(|k| k.len() > MAX_KEY_LEN) {
+            let swallow = !last;
+            if bad == 0 {
+                self.state = if swallow {
+                    State::SwallowLine
+                } else {
+                    State::Line { scanned: 0 }
+                };
+                return bad_key_reply();
+            }
+            keys.truncate(bad);
+            self.state = State::GetFailed { swallow };
+        }
+        Request {
+            cmd: Command::Get { keys, touch: None },
+            frame: Frame::Text {
+                noreply: false,
+                cas,
+            },
+        }
+    }
+
+    /// A long get line with no separator in max_line bytes: memcached's
+    /// error, and the rest of the line is discarded.
+    fn bad_get_key(&mut self) -> Request {
+        self.state = State::SwallowLine;
+        bad_key_reply()
     }
 
     /// Parse one complete line (newline included). `Ok(None)` means a
     /// storage command is now waiting for its data block.
     fn parse_line(&mut self, line: Bytes) -> Result<Option<Request>, FrameError> {
-        let mut len = line.len() - 1;
-        if len > 1 && line[len - 1] == b'\r' {
-            len -= 1;
-        }
-        // memcached handles the line as a C string: a NUL ends it.
-        if let Some(nul) = line[..len].iter().position(|&b| b == 0) {
-            len = nul;
-        }
-        let line = line.slice(..len);
+        let line = line.slice(..trim_line_end(&line));
         let tokens = tokenize(&line);
         let n = tokens.len();
         let text = |cmd: Command, noreply: bool| {
@@ -196,9 +317,6 @@ impl RequestDecoder {
                     first_key = 2;
                 }
                 let keys: Vec<Bytes> = (first_key..n).map(tok).collect();
-                if keys.len() > self.limits.max_keys {
-                    return Err(FrameError::close("too many keys in one get"));
-                }
                 if keys.iter().any(|k| k.len() > MAX_KEY_LEN) {
                     return client(msg::BAD_FORMAT, false);
                 }
@@ -423,6 +541,27 @@ fn tokenize(line: &[u8]) -> Vec<std::ops::Range<usize>> {
         tokens.push(s..line.len());
     }
     tokens
+}
+
+fn bad_key_reply() -> Request {
+    Request {
+        cmd: Command::Invalid(Invalid::Client(msg::BAD_FORMAT)),
+        frame: Frame::Text {
+            noreply: false,
+            cas: false,
+        },
+    }
+}
+
+/// The length of a line (newline included) as memcached reads it: without
+/// its `\r\n` or `\n`, and up to a NUL (memcached handles the line as a C
+/// string).
+fn trim_line_end(line: &[u8]) -> usize {
+    let mut len = line.len() - 1;
+    if len > 1 && line[len - 1] == b'\r' {
+        len -= 1;
+    }
+    line[..len].iter().position(|&b| b == 0).unwrap_or(len)
 }
 
 /// memcached lets only `get` and `gets` lines grow past 2048 bytes

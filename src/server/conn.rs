@@ -148,9 +148,13 @@ struct Slot {
 /// A multi-get whose later pieces are still to be started.
 struct Split {
     get: u64,
-    keys: std::vec::IntoIter<Bytes>,
+    keys: VecDeque<Bytes>,
     touch: Option<i64>,
     frame: Frame,
+    /// A long get line whose further keys the decoder has still to read.
+    open: bool,
+    /// The line ended in an error reply instead of `END`.
+    failed: bool,
 }
 
 /// Figures of a multi-get answered in pieces, counted once at its end.
@@ -370,7 +374,27 @@ impl Session<'_> {
     /// Start every request the caps and the key order allow.
     fn start_more(&mut self) {
         loop {
-            if self.split.is_some() {
+            if let Some(split) = &self.split {
+                if split.open && split.keys.len() < self.piece_keys() {
+                    // A long get line: read on for a full piece.
+                    let decoding = matches!(self.closing, None | Some(Closing::Eof));
+                    if decoding && !self.need_input {
+                        if let Some(req) = self.decode() {
+                            self.extend_split(req);
+                            continue;
+                        }
+                    }
+                    if self.closing.is_some() {
+                        // The line will not be finished: what was read of
+                        // it is answered, without END.
+                        if let Some(split) = &mut self.split {
+                            split.open = false;
+                            split.failed = true;
+                        }
+                    } else if self.split.as_ref().is_some_and(|s| s.keys.is_empty()) {
+                        return;
+                    }
+                }
                 if !self.start_piece() {
                     return;
                 }
@@ -392,8 +416,10 @@ impl Session<'_> {
             if let (Frame::Text { .. }, Command::Get { keys, touch }) = (&req.frame, &req.cmd) {
                 // A gat is a write (a negative exptime expires the item as
                 // it is read), so only plain gets share repeated keys.
-                if keys.len() > self.piece_keys() || (touch.is_none() && has_repeats(keys)) {
-                    self.split_get(req);
+                let open = self.decoder.as_ref().is_some_and(Decoder::continues);
+                if open || keys.len() > self.piece_keys() || (touch.is_none() && has_repeats(keys))
+                {
+                    self.split_get(req, open);
                     continue;
                 }
             }
@@ -473,8 +499,32 @@ impl Session<'_> {
         });
     }
 
-    /// A text multi-get answered in pieces.
-    fn split_get(&mut self, req: Request) {
+    /// The next segment of a long get line: its keys join the split; an
+    /// error (a key too long) ends the reply after the keys before it.
+    fn extend_split(&mut self, req: Request) {
+        let open = self.decoder.as_ref().is_some_and(Decoder::continues);
+        let Some(split) = &mut self.split else {
+            return;
+        };
+        match req.cmd {
+            Command::Get { keys, .. } => {
+                if let Some(t) = self.tallies.iter_mut().find(|t| t.get == split.get) {
+                    t.keys += keys.len();
+                }
+                split.keys.extend(keys);
+                split.open = open;
+            }
+            _ => {
+                split.open = false;
+                split.failed = true;
+                self.parked = Some(req);
+            }
+        }
+    }
+
+    /// A text multi-get answered in pieces (`open`: the first segment of a
+    /// long get line, more keys to come).
+    fn split_get(&mut self, req: Request, open: bool) {
         let Command::Get { keys, touch } = req.cmd else {
             return;
         };
@@ -489,9 +539,11 @@ impl Session<'_> {
         });
         self.split = Some(Split {
             get,
-            keys: keys.into_iter(),
+            keys: keys.into(),
             touch,
             frame: req.frame,
+            open,
+            failed: false,
         });
     }
 
@@ -503,10 +555,20 @@ impl Session<'_> {
         };
         let n = self.piece_keys().min(split.keys.len());
         if n == 0 {
+            if split.open {
+                return false;
+            }
+            // A long line whose last segment named no key: its END still
+            // comes after the pieces before.
+            let last = !split.failed;
+            let (get, frame) = (split.get, split.frame.clone());
             self.split = None;
+            if last {
+                self.finish_empty(get, frame);
+            }
             return true;
         }
-        let names: Vec<Bytes> = split.keys.as_slice()[..n].to_vec();
+        let names: Vec<Bytes> = split.keys.iter().take(n).cloned().collect();
         let mut distinct: Vec<Bytes> = Vec::with_capacity(n);
         for k in &names {
             if split.touch.is_some() || !distinct.contains(k) {
@@ -525,12 +587,13 @@ impl Session<'_> {
             return false;
         }
         let get = split.get;
-        let last = split.keys.len() == n;
+        let done = !split.open && split.keys.len() == n;
+        let last = done && !split.failed;
         let repeats = matches!(&req.cmd, Command::Get { keys, .. } if keys.len() < names.len());
         if let Some(split) = &mut self.split {
-            split.keys.nth(n - 1);
+            split.keys.drain(..n);
         }
-        if last {
+        if done {
             self.split = None;
         }
         let piece = Piece {
@@ -540,6 +603,33 @@ impl Session<'_> {
         };
         self.start(req, lookups, 0, Some(piece));
         true
+    }
+
+    /// The last piece of a long get line that named no key in its last
+    /// segment: nothing to look up, only the END.
+    fn finish_empty(&mut self, get: u64, frame: Frame) {
+        if self.flight.capacity() == 0 {
+            self.flight = take_flight();
+        }
+        self.flight.push_back(Slot {
+            req: Request {
+                cmd: Command::Get {
+                    keys: Vec::new(),
+                    touch: None,
+                },
+                frame,
+            },
+            reply: None,
+            resp: Some(Response::Values(Vec::new())),
+            lookups: 0,
+            cost: 0,
+            piece: Some(Piece {
+                get,
+                names: None,
+                last: true,
+            }),
+            arrived: self.arrived,
+        });
     }
 
     /// Poll what is in flight; ready when the oldest request has its
