@@ -707,6 +707,46 @@ fn missing_or_foreign_chunk_is_a_miss() {
     }
 }
 
+/// Metadata may be written by another process sharing the memcached: one
+/// that claims more than rend's limits (a length past the item limit, or
+/// millions of one-byte chunks) is a miss, never an allocation of what it
+/// claims, and the key can be written again.
+#[test]
+fn metadata_past_the_limits_is_a_miss() {
+    let mc = Memcached::start();
+    let rend = Rend::start(&mc, &["--chunked"]);
+    let (mut c, mut m) = (rend.connect(), mc.connect());
+    let before = common::rss_bytes(rend.child.id());
+    let forged = |len: u32, chunks: u32, chunk_size: u32| -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in [len, 0, chunks, chunk_size, now_unix() as u32, 0] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(&[7; TOKEN_LEN]);
+        b
+    };
+    let cases = [
+        ("huge length, one chunk", forged(u32::MAX, 1, u32::MAX)),
+        ("100 M one-byte chunks", forged(100_000_000, 100_000_000, 1)),
+        (
+            "just past the limit",
+            forged(MAX_VALUE as u32 + 1, 1, MAX_VALUE as u32 + 1),
+        ),
+    ];
+    for (what, meta) in cases {
+        set(&mut m, b"forged-meta", 0, 0, &meta);
+        assert_eq!(c.get_reply(b"get forged\r\n"), "END\r\n", "{what}");
+        let grown = common::rss_bytes(rend.child.id()).saturating_sub(before);
+        assert!(grown < 64 << 20, "{what}: rend grew by {grown} bytes");
+        set(&mut c, b"forged", 4, 0, b"fine");
+        assert_eq!(
+            get(&mut c, b"forged"),
+            Some((4, b"fine".to_vec())),
+            "{what}"
+        );
+    }
+}
+
 // ============================================================================
 // 3. The layout in memcached.
 // ============================================================================

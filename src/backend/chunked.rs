@@ -204,6 +204,17 @@ pub fn chunk_key(base: &[u8], i: usize) -> Bytes {
     b.freeze()
 }
 
+/// The client key's part of an item name this layout writes (`<base>-meta`,
+/// `<base>-ttl`, `<base>-<i>`): the bytes before the last `-`. A pool routed
+/// by it ([`MemcachedL1::keyed_by`](super::memcached::MemcachedL1::keyed_by))
+/// sends every L1 request for one client key on one connection, in order.
+pub fn route_key(item: &[u8]) -> &[u8] {
+    match item.iter().rposition(|&b| b == b'-') {
+        Some(dash) => &item[..dash],
+        None => item,
+    }
+}
+
 /// One key as read back.
 enum Found {
     Hit {
@@ -266,6 +277,15 @@ impl<B: Backend + Clone> Chunked<B> {
             .unwrap_or_else(|| DEFAULT_CHUNK_BASE.saturating_sub(key.len()).max(16))
     }
 
+    /// Whether `meta` describes a value rend could have written: no longer
+    /// than `max_value`, in no more chunks than the smallest chunk size
+    /// rend uses would take for it.
+    fn within_limits(&self, meta: &Meta) -> bool {
+        let smallest = self.chunk_size_for(&[0; crate::protocol::MAX_KEY_LEN]);
+        let max_chunks = self.opts.max_value.div_ceil(smallest);
+        meta.len as usize <= self.opts.max_value && meta.chunks as usize <= max_chunks
+    }
+
     async fn lock_read(&self, keys: &[Bytes]) -> Option<Guard> {
         match &self.locks {
             Some(l) => Some(l.read(keys.iter().map(|k| &k[..])).await),
@@ -315,7 +335,11 @@ impl<B: Backend + Clone> Chunked<B> {
                     ttls.insert(v.key, v.data);
                     return None;
                 }
-                Some((v.key.clone(), (Meta::decode(&v.data), v.cas)))
+                // Metadata may come from another process sharing this
+                // memcached: past rend's own limits it is a miss, never an
+                // allocation of what it claims.
+                let meta = Meta::decode(&v.data).filter(|m| self.within_limits(m));
+                Some((v.key.clone(), (meta, v.cas)))
             })
             .collect();
         // A touch's expiry stands while the value it touched does.
@@ -861,10 +885,13 @@ impl<B: Backend + Clone> Backend for Chunked<B> {
         false
     }
 
-    /// A chunked value's items travel on several connections: any stalled
-    /// one may hold a piece of it.
-    fn unsettled(&self, _key: Option<&[u8]>) -> bool {
-        self.inner.unsettled(None)
+    /// Every item of a client key travels where its metadata does (over a
+    /// pool routed by [`route_key`]).
+    fn unsettled(&self, key: Option<&[u8]>) -> bool {
+        match key {
+            Some(k) => self.inner.unsettled(Some(&meta_key(&base_key(k)))),
+            None => self.inner.unsettled(None),
+        }
     }
 
     fn call(&self, cmd: &Command) -> BackendFuture {

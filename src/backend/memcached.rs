@@ -303,7 +303,19 @@ impl MemcachedL1 {
     /// write is still queued, which the two-tier policies rely on (a late
     /// write can never land after a newer one).
     pub fn keyed(self: &Arc<Self>) -> Keyed {
-        Keyed { pool: self.clone() }
+        self.keyed_by(|key| key)
+    }
+
+    /// Like [`keyed`](Self::keyed), but routed by `route(key)`: every item
+    /// whose name routes to the same bytes travels on the same connection.
+    /// The chunked layout routes each of its items (metadata, chunks, touch
+    /// record) by the client key they belong to, so one client key's L1
+    /// requests stay in order.
+    pub fn keyed_by(self: &Arc<Self>, route: Route) -> Keyed {
+        Keyed {
+            pool: self.clone(),
+            route,
+        }
     }
 
     /// How many pooled connections are up.
@@ -428,19 +440,28 @@ fn call_on(pool: &MemcachedL1, index: usize, cmd: &Command) -> BackendFuture {
     }
 }
 
+/// The bytes an item name is routed by (see [`MemcachedL1::keyed_by`]).
+pub type Route = fn(&[u8]) -> &[u8];
+
 /// Commands routed by key (see [`MemcachedL1::keyed`]).
 #[derive(Clone)]
 pub struct Keyed {
     pool: Arc<MemcachedL1>,
+    route: Route,
+}
+
+/// The slot of `slots` that `route_key` maps to.
+fn slot_of(route_key: Option<&[u8]>, slots: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    route_key.hash(&mut h);
+    (h.finish() % slots as u64) as usize
 }
 
 impl Keyed {
     /// The slot `key` maps to.
     fn index(&self, key: Option<&[u8]>) -> usize {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
-        (h.finish() % self.pool.conns.len() as u64) as usize
+        slot_of(key.map(self.route), self.pool.conns.len())
     }
 
     fn lane(&self, key: Option<&[u8]>) -> Lane {
