@@ -48,6 +48,9 @@ pub async fn run(
                 source,
             })
     };
+    // Absolute times (flush_all) count from here, as memcached's do from
+    // its own start.
+    crate::backend::record::server_started();
     let listener = bind(config.listen.clone()).await?;
     let two_tier = config.orca == OrcaKind::L1L2;
     let batch_listener = match (&config.batch_listen, two_tier) {
@@ -168,7 +171,12 @@ pub async fn run(
         (Some(l2), Some((opts, stats))) => {
             // The chunked layer's own locks are a separate set from the
             // policy's: the policy holds a key's stripe while it calls L1.
-            let l1 = Chunked::new(l1.keyed(), opts, locks, stats);
+            let l1 = Chunked::new(
+                l1.keyed_by(crate::backend::chunked::route_key),
+                opts,
+                locks,
+                stats,
+            );
             two_tier_factories(
                 Instrumented::new(l1, l1m),
                 Instrumented::new(l2, l2m),
@@ -311,6 +319,7 @@ fn two_tier_factories<B1: Backend + Clone, B2: Backend + Clone>(
         KeyLocks::new(config.lock_stripes as usize),
         config.locked(),
         counters.clone(),
+        config.l1_timeout(),
     );
     let batch = shared.clone();
     (

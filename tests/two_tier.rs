@@ -1254,3 +1254,139 @@ fn gete_answers_with_l2_flags_and_expiry_when_hot_in_l1() {
     let p = bc.packet();
     assert_eq!((p.opcode, p.opaque), (NOOP, 3));
 }
+
+/// With --chunked, every L1 request for one client key (its metadata,
+/// chunks and -ttl record, for sets, gets, touches, appends and deletes)
+/// travels on the one pooled memcached connection the key maps to, so a
+/// key's L1 operations stay in order. memcached's own `watch` log names the
+/// connection (`cfd=`) of every fetch and store (a delete or touch shows as
+/// the fetch it makes).
+#[test]
+fn chunked_items_of_one_key_share_one_l1_connection() {
+    let n = node(&["--chunked", "--threads", "2", "--l1-conns", "3"]);
+    let mut watch = n.mc.connect();
+    watch.send(b"watch fetchers mutations\r\n");
+    assert_eq!(line_str(&mut watch), "OK\r\n");
+    let mut c = n.rend.connect();
+    let keys: Vec<String> = (0..24).map(|i| format!("routed{i}")).collect();
+    let value = "v".repeat(5000);
+    for k in &keys {
+        set(&mut c, k, &value);
+        assert_eq!(get1(&mut c, "get", k).map(|i| i.data.len()), Some(5000));
+        assert_eq!(cmd(&mut c, &format!("touch {k} 1000")), "TOUCHED\r\n");
+        assert_eq!(store(&mut c, "append", k, 0, 0, "tail"), "STORED\r\n");
+        assert_eq!(cmd(&mut c, &format!("delete {k}")), "DELETED\r\n");
+    }
+    // A miss last: its metadata fetch ends what the log must show.
+    assert_eq!(get1(&mut c, "get", "the-end"), None);
+    let mut seen: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ended = false;
+    let mut log = Vec::new();
+    while !ended && Instant::now() < deadline {
+        // The log's lines end in a bare newline.
+        log.extend(watch.read_until_with(|b| b.ends_with(b"\n")));
+        let Some(end) = log.iter().rposition(|&b| b == b'\n') else {
+            continue;
+        };
+        let lines: Vec<u8> = log.drain(..=end).collect();
+        for line in String::from_utf8_lossy(&lines).lines() {
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(name))
+                    .map(str::to_string)
+            };
+            let (Some(item), Some(cfd)) = (field("key="), field("cfd=")) else {
+                continue;
+            };
+            ended |= item == "the-end-meta";
+            if let Some((base, _)) = item.rsplit_once('-') {
+                seen.entry(base.to_string()).or_default().insert(cfd);
+            }
+        }
+    }
+    assert!(ended, "the watch log stopped short: {seen:?}");
+    for k in &keys {
+        assert!(
+            seen.contains_key(k),
+            "no L1 request of {k} in the log: {seen:?}"
+        );
+    }
+    let all: HashSet<&String> = keys.iter().filter_map(|k| seen.get(k)).flatten().collect();
+    assert!(
+        all.len() > 1,
+        "every key on one connection proves nothing: {seen:?}"
+    );
+    for (key, cfds) in &seen {
+        assert_eq!(
+            cfds.len(),
+            1,
+            "{key}'s items went over connections {cfds:?}"
+        );
+    }
+}
+
+/// memcached 1.6.18's flush_all times, in both tiers (checked against
+/// memcached itself): a delayed flush that has fired stays fired when a
+/// later delayed one replaces it, in L1, in L2 and across a restart; an
+/// absolute time in 1970 flushes nothing and calls off a delayed flush.
+#[test]
+fn flush_all_times_hold_in_both_tiers_as_in_memcached() {
+    for extra in [&[][..], &["--chunked"][..]] {
+        let mc = Memcached::start();
+        let l2 = tempfile::tempdir().expect("temp dir");
+        let rend = Rend::start_two_tier(&mc, l2.path(), extra);
+        let mut c = rend.connect();
+        let mut batch = rend.connect_batch();
+        let mut l1 = mc.connect();
+        // Fired, then replaced by a later delayed flush: still fired.
+        set(&mut c, "fired", "old");
+        assert_eq!(cmd(&mut c, "flush_all 2"), "OK\r\n");
+        std::thread::sleep(Duration::from_millis(3100));
+        set(&mut c, "later", "new");
+        assert_eq!(cmd(&mut c, "flush_all 100"), "OK\r\n");
+        for (what, conn) in [("main", &mut c), ("batch", &mut batch)] {
+            assert_eq!(get1(conn, "get", "fired"), None, "{extra:?} {what}");
+            assert_eq!(
+                get1(conn, "get", "later").map(|i| i.data),
+                Some("new".into()),
+                "{extra:?} {what}"
+            );
+        }
+        // In 1970: nothing is flushed, in either tier, and the flush still
+        // to come (at +100 s, and a new one at +2 s) is called off.
+        set(&mut c, "kept", "v");
+        assert_eq!(cmd(&mut c, "flush_all 2"), "OK\r\n");
+        assert_eq!(cmd(&mut batch, "flush_all 2592001"), "OK\r\n");
+        std::thread::sleep(Duration::from_millis(2200));
+        assert_eq!(
+            get1(&mut c, "get", "kept").map(|i| i.data),
+            Some("v".into()),
+            "{extra:?}: L1"
+        );
+        assert_eq!(cmd(&mut l1, "flush_all"), "OK\r\n");
+        assert_eq!(
+            get1(&mut c, "get", "kept").map(|i| i.data),
+            Some("v".into()),
+            "{extra:?}: L2"
+        );
+        // Restart on the same L2, with L1 emptied behind rend's back: what
+        // comes back is what L2 holds.
+        drop((c, batch, rend));
+        assert_eq!(cmd(&mut l1, "flush_all"), "OK\r\n");
+        let rend = Rend::start_two_tier(&mc, l2.path(), extra);
+        let mut c = rend.connect();
+        assert_eq!(
+            get1(&mut c, "get", "fired"),
+            None,
+            "{extra:?} after restart"
+        );
+        for (key, value) in [("later", "new"), ("kept", "v")] {
+            assert_eq!(
+                get1(&mut c, "get", key).map(|i| i.data),
+                Some(value.into()),
+                "{extra:?} after restart"
+            );
+        }
+    }
+}

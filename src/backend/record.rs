@@ -111,6 +111,72 @@ pub fn absolute_exptime(exptime: i64, now: u32) -> i64 {
     }
 }
 
+/// When a `flush_all` takes effect, by memcached 1.6's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushWhen {
+    /// Everything stored so far is gone at once.
+    Now,
+    /// At the start of this second (Unix time), everything stored before the
+    /// next second is gone.
+    At(u32),
+    /// Nothing is flushed, and a flush still to come is called off: an
+    /// absolute time from before the server started.
+    Never,
+}
+
+impl FlushWhen {
+    /// The `flush_all` delay that means this, whatever the clock and start
+    /// time of the memcached it is sent to: 0, an absolute time one second
+    /// after the firing one, or an absolute time in 1970.
+    pub fn delay(self) -> i64 {
+        match self {
+            FlushWhen::Now => 0,
+            FlushWhen::At(second) => i64::from(second) + 1,
+            FlushWhen::Never => THIRTY_DAYS + 1,
+        }
+    }
+}
+
+/// memcached's reading of `flush_all <delay>` at `now`, for a server that
+/// counts absolute times from `started` (see [`server_started`]):
+/// - 0 or negative: now;
+/// - up to 30 days: the flush fires at second `now + delay - 1` and hides
+///   what was stored up to the end of that second (so `flush_all 1` takes
+///   effect at once and also hides what is stored later in this second);
+/// - above 30 days, an absolute time: at or before `started` it flushes
+///   nothing and calls off any flush still to come; after it, it fires at
+///   `delay - 1`, and if that second has passed, it is now.
+pub fn flush_when(delay: i64, now: u32, started: u32) -> FlushWhen {
+    let fire = if delay <= 0 {
+        return FlushWhen::Now;
+    } else if delay <= THIRTY_DAYS {
+        i64::from(now) + delay - 1
+    } else if delay <= i64::from(started) {
+        return FlushWhen::Never;
+    } else {
+        delay - 1
+    };
+    if fire < i64::from(now) {
+        FlushWhen::Now
+    } else {
+        FlushWhen::At(u32::try_from(fire).unwrap_or(u32::MAX))
+    }
+}
+
+/// The time absolute times are counted from, as memcached counts them: the
+/// process's start less 62 seconds (memcached's `process_started`). Fixed
+/// by the first call; rend makes that call as it starts.
+pub fn server_started() -> u32 {
+    static STARTED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+            .unwrap_or(0);
+        now.saturating_sub(62)
+    })
+}
+
 /// The record's expiry for an absolute exptime; `None` when already expired.
 fn expiry_of(exptime: i64, now: u32) -> Option<u32> {
     let abs = absolute_exptime(exptime, now);
@@ -345,6 +411,30 @@ mod tests {
             Record::peek(&r.encode()),
             Some((0x05060708, 0x090a0b0c0d0e0f10))
         );
+    }
+
+    #[test]
+    fn flush_times_follow_memcached() {
+        let started = NOW - 1000;
+        let at = |d: i64| flush_when(d, NOW, started);
+        assert_eq!(at(0), FlushWhen::Now);
+        assert_eq!(at(-3), FlushWhen::Now);
+        // memcached: oldest_live = now + delay - 1, flushed once reached.
+        assert_eq!(at(1), FlushWhen::At(NOW));
+        assert_eq!(at(2), FlushWhen::At(NOW + 1));
+        assert_eq!(at(THIRTY_DAYS), FlushWhen::At(NOW + THIRTY_DAYS as u32 - 1));
+        // Absolute: before the server started, nothing; since, at once.
+        assert_eq!(at(THIRTY_DAYS + 1), FlushWhen::Never);
+        assert_eq!(at(i64::from(started)), FlushWhen::Never);
+        assert_eq!(at(i64::from(started) + 1), FlushWhen::Now);
+        assert_eq!(at(i64::from(NOW)), FlushWhen::Now);
+        assert_eq!(at(i64::from(NOW) + 1), FlushWhen::At(NOW));
+        assert_eq!(at(i64::from(NOW) + 5), FlushWhen::At(NOW + 4));
+        // The canonical delay reads back as the same time on any server.
+        for w in [FlushWhen::Now, FlushWhen::At(NOW + 9), FlushWhen::Never] {
+            assert_eq!(flush_when(w.delay(), NOW, started), w);
+            assert_eq!(flush_when(w.delay(), NOW, NOW - 5), w);
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ use ::rocksdb::{
     Options, WriteBatch, WriteOptions, DB,
 };
 
-use super::record::{absolute_exptime, apply, is_expired, Effect, Record};
+use super::record::{apply, flush_when, is_expired, server_started, Effect, FlushWhen, Record};
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
 use crate::metrics::ratelimit::RateLimit;
 use crate::protocol::{Command, ErrorReply, Response, StoreMode};
@@ -174,8 +174,10 @@ const CAS_KEY: &[u8] = b"cas-ceiling";
 const CAS_LEASE_US: u64 = 10_000_000;
 const STRIPES: usize = 4096;
 
-/// The flush cut-offs: records with a cas below `cutoff` are gone; a pending
-/// delayed flush takes effect at `pending_at` (Unix seconds, 0 = none).
+/// The flush cut-offs: records with a cas below `cutoff` are gone. A delayed
+/// flush still to come hides the records stored before second `pending_at`
+/// (Unix seconds, 0 = none) from the start of the second before it, as
+/// memcached's does (see [`flush_when`]).
 #[derive(Default)]
 struct Flush {
     cutoff: AtomicU64,
@@ -186,8 +188,8 @@ impl Flush {
     fn effective(&self, now: u32) -> u64 {
         let cutoff = self.cutoff.load(Ordering::Acquire);
         let at = self.pending_at.load(Ordering::Acquire);
-        if at != 0 && u64::from(now) >= at {
-            cutoff.max(at * 1_000_000)
+        if at != 0 && u64::from(now) + 1 >= at {
+            cutoff.max(at.saturating_mul(1_000_000))
         } else {
             cutoff
         }
@@ -529,9 +531,13 @@ impl L2 {
     }
 
     /// Sync the log and stop background work (at shutdown). The database
-    /// closes when the last handle is dropped.
+    /// closes when the last handle is dropped. A compaction under way (the
+    /// one after flush_all) is called off, not awaited: what it would drop
+    /// stays hidden behind the persisted flush cut-off, and later
+    /// compactions drop it.
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::Release);
+        self.inner.db.cancel_all_background_work(false);
         let threads =
             std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for t in threads {
@@ -807,28 +813,35 @@ impl Inner {
         Ok(resp)
     }
 
-    /// memcached's flush_all: now, or at a time `delay` from now (or at an
-    /// absolute time). Records are not removed here: reads stop seeing them
-    /// and compaction drops them.
+    /// memcached's flush_all (see [`flush_when`]): now, later, or nothing.
+    /// Records are not removed here: reads stop seeing them and compaction
+    /// drops them. A delayed flush that has fired stays fired when a later
+    /// flush_all replaces it (memcached's LRU has reaped what it hid by then).
     fn flush_all(&self, delay: i64, now: u32) -> Result<Response, BackendError> {
-        let at = absolute_exptime(delay, now);
-        if at <= i64::from(now) {
-            let cutoff = match self.next_cas(Mode::Wait) {
-                Ok(c) => c,
-                Err(Stop::Failed(e)) => return Err(e),
-                Err(Stop::WouldBlock) => {
-                    return Err(BackendError::Storage(Tier::L2, "cas clock busy".into()))
-                }
-            };
-            self.flush.cutoff.fetch_max(cutoff, Ordering::AcqRel);
-            self.flush.pending_at.store(0, Ordering::Release);
-        } else {
-            self.flush
+        let when = flush_when(delay, now, server_started());
+        self.flush
+            .cutoff
+            .fetch_max(self.flush.effective(now), Ordering::AcqRel);
+        match when {
+            FlushWhen::Now => {
+                let cutoff = match self.next_cas(Mode::Wait) {
+                    Ok(c) => c,
+                    Err(Stop::Failed(e)) => return Err(e),
+                    Err(Stop::WouldBlock) => {
+                        return Err(BackendError::Storage(Tier::L2, "cas clock busy".into()))
+                    }
+                };
+                self.flush.cutoff.fetch_max(cutoff, Ordering::AcqRel);
+                self.flush.pending_at.store(0, Ordering::Release);
+            }
+            FlushWhen::At(second) => self
+                .flush
                 .pending_at
-                .store(u64::try_from(at).unwrap_or(0), Ordering::Release);
+                .store(u64::from(second) + 1, Ordering::Release),
+            FlushWhen::Never => self.flush.pending_at.store(0, Ordering::Release),
         }
         self.meta_put(FLUSH_KEY, &self.flush.encode())?;
-        if at <= i64::from(now) {
+        if when == FlushWhen::Now {
             self.compact_soon();
         }
         Ok(Response::Ok)
@@ -1097,19 +1110,102 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l2 = open(dir.path(), None);
         l2.inner.exec(&set("a", "1", 0), Mode::Wait).unwrap();
+        l2.inner.exec(&set("b", "1", 0), Mode::Wait).unwrap();
         l2.inner
-            .exec(&Command::Flush { delay: 1 }, Mode::Wait)
+            .exec(&Command::Flush { delay: 3 }, Mode::Wait)
             .unwrap();
         assert!(matches!(
             l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
             Response::ValueE { .. }
         ));
-        std::thread::sleep(Duration::from_millis(2100));
+        std::thread::sleep(Duration::from_millis(3100));
         assert_eq!(
             l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
             Response::NotFound
         );
         l2.inner.exec(&set("a", "2", 0), Mode::Wait).unwrap();
+        assert!(matches!(
+            l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
+            Response::ValueE { .. }
+        ));
+        // A later delayed flush, or one in 1970 (which flushes nothing),
+        // does not bring back what the fired one hid, nor does a restart.
+        for delay in [100, 2_592_001] {
+            l2.inner
+                .exec(&Command::Flush { delay }, Mode::Wait)
+                .unwrap();
+            assert_eq!(
+                l2.inner.exec(&gete("b"), Mode::Wait).unwrap(),
+                Response::NotFound,
+                "flush_all {delay}"
+            );
+        }
+        drop(l2);
+        let l2 = open(dir.path(), None);
+        assert_eq!(
+            l2.inner.exec(&gete("b"), Mode::Wait).unwrap(),
+            Response::NotFound
+        );
+        assert!(matches!(
+            l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
+            Response::ValueE { .. }
+        ));
+    }
+
+    /// flush_all starts a compaction of everything; closing at shutdown
+    /// calls it off instead of waiting for it.
+    #[test]
+    fn close_does_not_wait_for_the_compaction_after_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let l2 = open(dir.path(), None);
+        // Values that do not compress away: hex digits of a random walk.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut value = || {
+            (0..63)
+                .map(|_| {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    format!("{:016x}", x)
+                })
+                .collect::<String>()
+        };
+        for batch in 0..4 {
+            for i in 0..50_000 {
+                l2.inner
+                    .exec(&set(&format!("key-{batch}-{i}"), &value(), 0), Mode::Wait)
+                    .unwrap();
+            }
+            l2.inner.db.flush().unwrap();
+        }
+        let sst = |l2: &L2| l2.property("rocksdb.total-sst-files-size").unwrap();
+        let before = sst(&l2);
+        assert!(before > 50_000_000, "{before}");
+        l2.inner
+            .exec(&Command::Flush { delay: 0 }, Mode::Wait)
+            .unwrap();
+        l2.close();
+        let after = sst(&l2);
+        assert!(
+            after > before / 2,
+            "the compaction ran to its end before close returned: {before} -> {after} bytes"
+        );
+        assert_eq!(
+            l2.inner.exec(&gete("key-0-0"), Mode::Wait).unwrap(),
+            Response::NotFound
+        );
+    }
+
+    #[test]
+    fn a_flush_in_1970_flushes_nothing_and_calls_off_a_delayed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let l2 = open(dir.path(), None);
+        l2.inner.exec(&set("a", "1", 0), Mode::Wait).unwrap();
+        l2.inner
+            .exec(&Command::Flush { delay: 2 }, Mode::Wait)
+            .unwrap();
+        l2.inner
+            .exec(&Command::Flush { delay: 2_592_001 }, Mode::Wait)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2100));
         assert!(matches!(
             l2.inner.exec(&gete("a"), Mode::Wait).unwrap(),
             Response::ValueE { .. }

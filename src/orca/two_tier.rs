@@ -29,7 +29,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{answer_locally, backend_failure, l1_stats, ready, Orca, Reply};
 use crate::backend::locks::KeyLocks;
-use crate::backend::record::absolute_exptime;
+use crate::backend::record::{absolute_exptime, flush_when, server_started, FlushWhen};
 use crate::backend::Backend;
 use crate::metrics::ratelimit::RateLimit;
 use crate::metrics::Counters;
@@ -120,7 +120,9 @@ impl L1Trust {
         self.any.load(Ordering::Acquire) && self.with(|st| st.all)
     }
 
-    pub fn suspect(&self, key: &Bytes) {
+    /// Mark `key` suspect. The set keeps its own copy of the key: a slice
+    /// of a client's read buffer would keep the whole buffer alive.
+    pub fn suspect(&self, key: &[u8]) {
         self.with(|st| {
             st.generation += 1;
             if st.all {
@@ -129,8 +131,8 @@ impl L1Trust {
             if st.keys.len() >= MAX_SUSPECTS {
                 st.all = true;
                 st.keys.clear();
-            } else {
-                st.keys.insert(key.clone());
+            } else if !st.keys.contains(key) {
+                st.keys.insert(Bytes::copy_from_slice(key));
             }
         });
     }
@@ -179,9 +181,12 @@ pub struct Shared<B1, B2> {
     pub read_locks: bool,
     pub trust: Arc<L1Trust>,
     pub counters: Arc<Counters>,
-    /// The time (Unix seconds) of a delayed flush_all still to come, 0 for
-    /// none: a recovery flush of L1 must not forget it.
+    /// The second (Unix time) a delayed flush_all fires at, 0 for none: a
+    /// recovery flush of L1 must not forget it, and a back-fill must not
+    /// outlive it.
     flush_at: AtomicU64,
+    /// How long an L1 request may take (`--l1-timeout-ms`).
+    l1_timeout: Duration,
 }
 
 fn now_secs() -> u32 {
@@ -229,6 +234,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         locks: Arc<KeyLocks>,
         read_locks: bool,
         counters: Arc<Counters>,
+        l1_timeout: Duration,
     ) -> Arc<Self> {
         let shared = Arc::new(Shared {
             l1,
@@ -238,6 +244,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             trust: Arc::new(L1Trust::default()),
             counters,
             flush_at: AtomicU64::new(0),
+            l1_timeout,
         });
         tokio::spawn(recover(Arc::downgrade(&shared)));
         shared
@@ -429,6 +436,9 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
     /// kept. A suspect key's stale copy is deleted first.
     async fn backfill(&self, records: Vec<(Value, u32)>) {
         for (v, expiry) in records {
+            if self.flush_may_hide(v.cas) {
+                continue;
+            }
             if self.trust.is_suspect(&v.key) {
                 if self.trust.all_suspect() {
                     return;
@@ -645,25 +655,56 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         }
     }
 
+    /// flush_all in both tiers, with one reading of its time (see
+    /// [`flush_when`]): L2 and L1 are each sent the canonical form, so a
+    /// memcached that started at another time reads it the same way. A
+    /// delayed flush that has already fired stays fired in L2; L1 would
+    /// forget it when the new one replaces it (memcached keeps one flush
+    /// time), so L1 is emptied first.
     async fn flush(&self, delay: i64) -> Response {
         let _guard = self.locks.write_all().await;
-        if let Err(e) = self.l2.call(&Command::Flush { delay }).await {
+        let now = now_secs();
+        let when = flush_when(delay, now, server_started());
+        let canonical = Command::Flush {
+            delay: when.delay(),
+        };
+        if let Err(e) = self.l2.call(&canonical).await {
             return backend_failure(&e);
         }
-        let now = now_secs();
-        let at = match absolute_exptime(delay, now) {
-            at if at > i64::from(now) => u64::try_from(at).unwrap_or(0),
-            _ => 0,
+        let next = match when {
+            FlushWhen::At(second) => u64::from(second),
+            FlushWhen::Now | FlushWhen::Never => 0,
         };
-        self.flush_at.store(at, Ordering::Release);
-        match self.l1.call(&Command::Flush { delay }).await {
-            Ok(Response::Ok) => {}
-            _ => {
-                self.l1_write_failed();
-                self.trust.suspect_all();
-            }
+        let fired = match self.flush_at.swap(next, Ordering::AcqRel) {
+            0 => false,
+            before => before <= u64::from(now),
+        };
+        let mut ok = true;
+        if fired && when != FlushWhen::Now {
+            ok = matches!(
+                self.l1.call(&Command::Flush { delay: 0 }).await,
+                Ok(Response::Ok)
+            );
+        }
+        if ok {
+            ok = matches!(self.l1.call(&canonical).await, Ok(Response::Ok));
+        }
+        if !ok {
+            self.l1_write_failed();
+            self.trust.suspect_all();
         }
         Response::Ok
+    }
+
+    /// Whether an L2 record with this cas, put in L1 now, could outlive a
+    /// delayed flush that hides it in L2: the flush fires before the L1
+    /// write surely lands (within the L1 timeout, and memcached's clock may
+    /// be a second behind), and the record was stored before it.
+    fn flush_may_hide(&self, cas: u64) -> bool {
+        let at = self.flush_at.load(Ordering::Acquire);
+        at != 0
+            && cas < (at + 1).saturating_mul(1_000_000)
+            && u64::from(now_secs()) + self.l1_timeout.as_secs() + 2 >= at
     }
 }
 
@@ -687,7 +728,7 @@ async fn recover<B1: Backend + Clone, B2: Backend + Clone>(shared: Weak<Shared<B
         let at = s.flush_at.load(Ordering::Acquire);
         if at > u64::from(now_secs()) {
             let delayed = Command::Flush {
-                delay: i64::try_from(at).unwrap_or(0),
+                delay: FlushWhen::At(u32::try_from(at).unwrap_or(u32::MAX)).delay(),
             };
             if !matches!(s.l1.call(&delayed).await, Ok(Response::Ok)) {
                 continue;

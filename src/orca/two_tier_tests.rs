@@ -8,7 +8,7 @@
 //! spawned work time to run ([`settle`]) before checking the log.
 
 use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
@@ -124,6 +124,7 @@ impl Rig {
             KeyLocks::new(64),
             read_locks,
             Arc::new(Counters::default()),
+            Duration::from_secs(1),
         );
         Rig {
             l1,
@@ -1476,12 +1477,25 @@ async fn flush_all_reaches_both_tiers_l2_first() {
             rig.l1.answer(|_| Ok(Response::Ok));
             let cmd = Command::Flush { delay };
             let r = if batch {
-                rig.batch(cmd.clone()).await
+                rig.batch(cmd).await
             } else {
-                rig.main(cmd.clone()).await
+                rig.main(cmd).await
             };
             assert_eq!(r, Response::Ok);
-            assert_eq!(rig.log(), vec![(Tier::L2, cmd.clone()), (Tier::L1, cmd)]);
+            // Both tiers get one canonical form: 0, or the absolute time.
+            let log = rig.log();
+            assert_eq!(log.len(), 2, "{log:?}");
+            assert_eq!((log[0].0, log[1].0), (Tier::L2, Tier::L1));
+            assert_eq!(log[0].1, log[1].1);
+            let Command::Flush { delay: sent } = log[0].1 else {
+                panic!("{log:?}")
+            };
+            if delay == 0 {
+                assert_eq!(sent, 0);
+            } else {
+                let now = unix_now() as i64;
+                assert!((now + 9..=now + 11).contains(&sent), "{sent} (now {now})");
+            }
             assert!(!rig.shared.trust.all_suspect());
         }
     }
@@ -1638,18 +1652,20 @@ async fn delayed_flush_missed_by_l1_still_takes_effect_in_l1() {
             }
         )
     });
-    if let Some(i) = add {
-        let told_of_flush = since[..i].iter().any(|c| match c {
-            // A relative delay or an absolute time near the flush time.
-            Command::Flush { delay } => *delay > 0,
-            _ => false,
-        });
-        let capped = matches!(exptime_of(&since[i]), e if e > 0 && e <= flush_at);
-        assert!(
-            told_of_flush || capped,
-            "back-filled before the flush time with no pending flush in L1: {since:?}"
-        );
-    }
+    // L1 is back and trusted again (the recovery flushed it): the miss
+    // back-fills it, and L1 must have been told of the flush still to come
+    // before that, or the copy must expire by then.
+    let i = add.unwrap_or_else(|| panic!("no back-fill once L1 was back: {since:?}"));
+    let told_of_flush = since[..i].iter().any(|c| match c {
+        // A relative delay or an absolute time near the flush time.
+        Command::Flush { delay } => *delay > 0,
+        _ => false,
+    });
+    let capped = matches!(exptime_of(&since[i]), e if e > 0 && e <= flush_at);
+    assert!(
+        told_of_flush || capped,
+        "back-filled before the flush time with no pending flush in L1: {since:?}"
+    );
 }
 
 // ---------------------------------------------------------------- GETE, stats
@@ -1760,4 +1776,128 @@ fn too_many_suspects_distrust_all_of_l1_until_flushed() {
     assert!(trust.flushed(trust.generation()));
     assert!(!trust.all_suspect());
     assert!(!trust.is_suspect(b"0"));
+}
+
+/// A suspect key is the client's key, a slice of its read buffer: the
+/// suspect set must hold a copy of its own, or it keeps that whole buffer
+/// alive for as long as the key stays suspect.
+#[test]
+fn suspect_keys_do_not_hold_client_buffers() {
+    let trust = L1Trust::default();
+    let buffer = Bytes::from(vec![b'k'; 64 * 1024]);
+    let key = buffer.slice(100..110);
+    trust.suspect(&key);
+    drop(key);
+    assert!(trust.is_suspect(&[b'k'; 10]));
+    assert!(
+        buffer.try_into_mut().is_ok(),
+        "the suspect set still shares the client's buffer"
+    );
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A delayed flush about to fire: a record L2 read before it must not be
+/// put in L1, where it would outlive the flush L2 applies (the add could
+/// land after memcached's flush time).
+#[tokio::test]
+async fn no_backfill_of_a_record_a_flush_about_to_fire_hides() {
+    let rig = Rig::new();
+    let old_cas = (unix_now() - 10) * 1_000_000;
+    rig.l2.answer(move |cmd| {
+        Ok(match cmd {
+            Command::GetE { .. } => Response::ValueE {
+                value: value("k", 0, old_cas, b"old"),
+                expiry: 0,
+            },
+            Command::Flush { .. } => Response::Ok,
+            _ => Response::Error(ErrorReply::UnknownCommand),
+        })
+    });
+    rig.l1.answer(l1_empty);
+    assert_eq!(rig.main(Command::Flush { delay: 2 }).await, Response::Ok);
+    let r = rig.main(get(&["k"])).await;
+    assert_eq!(r, Response::Values(vec![value("k", 0, old_cas, b"old")]));
+    settle().await;
+    assert!(
+        !rig.l1.seen().iter().any(|c| matches!(
+            c,
+            Command::Store {
+                mode: StoreMode::Add,
+                ..
+            }
+        )),
+        "back-filled under a flush about to fire: {:?}",
+        rig.l1.seen()
+    );
+    // A record written after the flush's time is back-filled as usual.
+    let new_cas = (unix_now() + 10) * 1_000_000;
+    rig.l2.answer(move |cmd| {
+        Ok(match cmd {
+            Command::GetE { .. } => Response::ValueE {
+                value: value("n", 0, new_cas, b"new"),
+                expiry: 0,
+            },
+            _ => Response::Error(ErrorReply::UnknownCommand),
+        })
+    });
+    rig.main(get(&["n"])).await;
+    wait_until("the back-fill of n", || {
+        rig.l1
+            .seen()
+            .contains(&backfill_add("n", 0, 0, new_cas, b"new"))
+    })
+    .await;
+}
+
+/// Both tiers get one reading of flush_all's time: the canonical form, so
+/// a memcached that started at another time reads it the same way. A
+/// delayed flush that has fired is kept: L1 is emptied before a new one
+/// replaces it there.
+#[tokio::test]
+async fn flush_all_reaches_both_tiers_in_one_canonical_form() {
+    let rig = Rig::new();
+    rig.l2.answer(|cmd| {
+        Ok(match cmd {
+            Command::Flush { .. } => Response::Ok,
+            _ => Response::Error(ErrorReply::UnknownCommand),
+        })
+    });
+    rig.l1.answer(l1_empty);
+    let flushes = |rig: &Rig, tier: Tier| -> Vec<i64> {
+        rig.log()
+            .into_iter()
+            .filter_map(|(t, c)| match c {
+                Command::Flush { delay } if t == tier => Some(delay),
+                _ => None,
+            })
+            .collect()
+    };
+    let now = unix_now() as i64;
+    rig.main(Command::Flush { delay: 0 }).await;
+    rig.main(Command::Flush { delay: 1 }).await;
+    rig.main(Command::Flush { delay: 2_592_001 }).await;
+    rig.main(Command::Flush { delay: 2 }).await;
+    let l2 = flushes(&rig, Tier::L2);
+    // flush_all 1 fires this second (and hides the rest of it), as
+    // memcached's does: an absolute time one second on.
+    let (this, at) = (l2[1], l2[3]);
+    assert!((now + 1..=now + 2).contains(&this), "{l2:?} (now {now})");
+    assert!((now + 2..=now + 3).contains(&at), "{l2:?} (now {now})");
+    assert_eq!(l2, vec![0, this, 2_592_001, at]);
+    // The flush of this second had fired when the one in 1970 came, so L1
+    // was emptied before memcached forgot it.
+    assert_eq!(flushes(&rig, Tier::L1), vec![0, this, 0, 2_592_001, at]);
+    // Once the delayed one has fired, a later delayed flush empties L1
+    // first too.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    rig.main(Command::Flush { delay: 100 }).await;
+    let l1 = flushes(&rig, Tier::L1);
+    assert_eq!(l1[5], 0, "{l1:?}");
+    assert!(l1[6] > now + 90, "{l1:?}");
 }
