@@ -804,6 +804,7 @@ fn encode(cmd: &Command, opaque: &mut u32, out: &mut OutBuf) -> Option<(Expect, 
         | Command::Invalid(_)
         | Command::GetE { .. }
         | Command::Verbosity { .. }
+        | Command::Admin { .. }
         | Command::Noop
         | Command::Quit => return None,
     })
