@@ -810,7 +810,8 @@ fn encode(cmd: &Command, opaque: &mut u32, out: &mut OutBuf) -> Option<(Expect, 
     })
 }
 
-async fn connect(addr: &L1Addr) -> std::io::Result<Stream> {
+/// Dial memcached (TCP without Nagle's delay).
+pub(crate) async fn connect(addr: &L1Addr) -> std::io::Result<Stream> {
     Ok(match addr {
         L1Addr::Unix(path) => Stream::Unix(tokio::net::UnixStream::connect(path).await?),
         L1Addr::Tcp(addr) => {
