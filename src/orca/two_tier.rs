@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{answer_locally, backend_failure, l1_stats, ready, Orca, Reply};
+use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
 use crate::backend::locks::KeyLocks;
 use crate::backend::record::absolute_exptime;
 use crate::backend::Backend;
@@ -178,6 +178,8 @@ pub struct Shared<B1, B2> {
     /// write of its key.
     pub read_locks: bool,
     pub trust: Arc<L1Trust>,
+    /// memcached's admin commands, relayed over text.
+    pub admin: Admin,
     pub counters: Arc<Counters>,
     /// The time (Unix seconds) of a delayed flush_all still to come, 0 for
     /// none: a recovery flush of L1 must not forget it.
@@ -228,6 +230,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         l2: B2,
         locks: Arc<KeyLocks>,
         read_locks: bool,
+        admin: Admin,
         counters: Arc<Counters>,
     ) -> Arc<Self> {
         let shared = Arc::new(Shared {
@@ -236,6 +239,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             locks,
             read_locks,
             trust: Arc::new(L1Trust::default()),
+            admin,
             counters,
             flush_at: AtomicU64::new(0),
         });
@@ -266,7 +270,8 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             | Command::Touch { .. }
             | Command::Arith { .. }) => self.write(policy, cmd).await,
             Command::Flush { delay } => self.flush(delay).await,
-            // `stats <group>` is memcached's.
+            // A binary `stats <group>` is memcached's (a text one went to
+            // the admin lane).
             Command::Stats { arg } => match self.l1.call(&l1_stats(&arg)).await {
                 Ok(r) => r,
                 Err(e) => backend_failure(&e),
@@ -719,6 +724,9 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Orca for TwoTier<B1, B2> {
     fn handle(&mut self, req: &Request) -> Reply {
         if let Some(resp) = answer_locally(req, &self.shared.counters) {
             return ready(resp);
+        }
+        if let Some(reply) = relay_admin(req, &self.shared.admin) {
+            return reply;
         }
         // A one-key get, the common request, gets a future of its own size
         // rather than one sized for every command.
