@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::admin::AdminLane;
 use crate::backend::chunked::{ChunkStats, Chunked, ChunkedOptions};
 use crate::backend::embedded::{Embedded, EmbeddedOptions};
 use crate::backend::instrumented::Instrumented;
@@ -14,7 +15,7 @@ use crate::backend::Backend;
 use crate::config::{BatchListen, Config, OrcaKind};
 use crate::metrics::{Counters, Exporter, Metrics, MetricsListen};
 use crate::orca::two_tier::{Shared, L1_HEADER};
-use crate::orca::{l1_l2, l1_l2_batch, L1Only, Orca, OrcaFactory};
+use crate::orca::{l1_l2, l1_l2_batch, Admin, L1Only, Orca, OrcaFactory};
 use crate::protocol::Limits;
 use crate::server::{self, ConnSettings, ListenAddr, Listener, ServerSettings, Workers};
 use tokio::sync::watch;
@@ -118,6 +119,11 @@ pub async fn run(
     let metrics = Metrics::new(counters.clone());
     metrics.set_pool(l1.clone());
     let (l1m, l2m) = (metrics.l1.clone(), metrics.l2.clone());
+    // One text connection for memcached's admin commands, on this thread.
+    let admin: Admin = Arc::new(Instrumented::new(
+        AdminLane::start(l1_addr.clone(), config.l1_timeout()),
+        l1m.clone(),
+    ));
     let locks = config
         .locked()
         .then(|| KeyLocks::new(config.lock_stripes as usize));
@@ -145,7 +151,7 @@ pub async fn run(
             (
                 Arc::new(move |worker| {
                     let l1 = Instrumented::new(l1.lane(worker), l1m.clone());
-                    Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
+                    Box::new(L1Only::new(l1, admin.clone(), counters.clone())) as Box<dyn Orca>
                 }),
                 None,
             )
@@ -157,7 +163,7 @@ pub async fn run(
                     let l1 =
                         Chunked::new(l1.lane(worker), opts.clone(), locks.clone(), stats.clone());
                     let l1 = Instrumented::new(l1, l1m.clone());
-                    Box::new(L1Only::new(l1, counters.clone())) as Box<dyn Orca>
+                    Box::new(L1Only::new(l1, admin.clone(), counters.clone())) as Box<dyn Orca>
                 }),
                 None,
             )
@@ -165,6 +171,7 @@ pub async fn run(
         (Some(l2), None) => two_tier_factories(
             Instrumented::new(l1.keyed(), l1m),
             Instrumented::new(l2, l2m),
+            admin,
             &config,
             &counters,
         ),
@@ -180,6 +187,7 @@ pub async fn run(
             two_tier_factories(
                 Instrumented::new(l1, l1m),
                 Instrumented::new(l2, l2m),
+                admin,
                 &config,
                 &counters,
             )
@@ -310,6 +318,7 @@ pub async fn run(
 fn two_tier_factories<B1: Backend + Clone, B2: Backend + Clone>(
     l1: B1,
     l2: B2,
+    admin: Admin,
     config: &Config,
     counters: &Arc<Counters>,
 ) -> (OrcaFactory, Option<OrcaFactory>) {
@@ -318,6 +327,7 @@ fn two_tier_factories<B1: Backend + Clone, B2: Backend + Clone>(
         l2,
         KeyLocks::new(config.lock_stripes as usize),
         config.locked(),
+        admin,
         counters.clone(),
         config.l1_timeout(),
     );

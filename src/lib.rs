@@ -10,8 +10,9 @@
 //! - [`orca`] is the policy that decides which tier answers
 //!   ([`orca::L1Only`]);
 //! - [`backend`] holds the tiers: [`backend::memcached`], the pooled binary
-//!   client of memcached, and [`backend::embedded`], the memcached rend
-//!   starts when it is given none.
+//!   client of memcached, [`backend::admin`], the text connection that
+//!   carries memcached's admin commands, and [`backend::embedded`], the
+//!   memcached rend starts when it is given none.
 //!
 //! [`config`] is the command line, [`app`] wires them together and
 //! [`metrics`] counts what happens.

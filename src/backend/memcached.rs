@@ -825,12 +825,14 @@ fn encode(cmd: &Command, opaque: &mut u32, out: &mut OutBuf) -> Option<(Expect, 
         | Command::Invalid(_)
         | Command::GetE { .. }
         | Command::Verbosity { .. }
+        | Command::Admin { .. }
         | Command::Noop
         | Command::Quit => return None,
     })
 }
 
-async fn connect(addr: &L1Addr) -> std::io::Result<Stream> {
+/// Dial memcached (TCP without Nagle's delay).
+pub(crate) async fn connect(addr: &L1Addr) -> std::io::Result<Stream> {
     Ok(match addr {
         L1Addr::Unix(path) => Stream::Unix(tokio::net::UnixStream::connect(path).await?),
         L1Addr::Tcp(addr) => {

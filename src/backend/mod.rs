@@ -4,11 +4,13 @@
 //!
 //! Implementations: [`memcached::MemcachedL1`], the pooled, pipelined binary
 //! client for the L1 memcached, and [`chunked::Chunked`], an adapter that
-//! stores every value as fixed-size chunks in the tier it wraps. The
+//! stores every value as fixed-size chunks in the tier it wraps;
+//! [`admin::AdminLane`] relays memcached's admin commands over text. The
 //! embedded memcached process that backs the default run lives in
 //! [`embedded`]; [`locks`] serialises work on one key; [`instrumented`]
 //! counts what a tier is asked, for metrics.
 
+pub mod admin;
 pub mod chunked;
 pub mod embedded;
 pub mod instrumented;
@@ -54,6 +56,9 @@ pub enum BackendError {
     Unsupported(Tier),
     #[error("{0} storage error: {1}")]
     Storage(Tier, String),
+    /// A relayed admin reply passed its cap (see [`admin::MAX_REPLY`]).
+    #[error("{0} reply too large")]
+    ReplyTooLarge(Tier),
 }
 
 impl BackendError {
@@ -65,7 +70,8 @@ impl BackendError {
             | BackendError::Overloaded(t)
             | BackendError::Protocol(t, _)
             | BackendError::Unsupported(t)
-            | BackendError::Storage(t, _) => *t,
+            | BackendError::Storage(t, _)
+            | BackendError::ReplyTooLarge(t) => *t,
         }
     }
 

@@ -32,12 +32,15 @@ pub enum Cmd {
     Verbosity,
     Noop,
     Quit,
+    /// memcached's admin and inspection commands (`cache_memlimit`, `slabs`,
+    /// `lru`, `lru_crawler`), relayed to L1.
+    Admin,
     /// Refused while decoding (unknown command, bad line, value too large).
     Invalid,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 20] = [
+    pub const ALL: [Cmd; 21] = [
         Cmd::Get,
         Cmd::Gat,
         Cmd::GetE,
@@ -57,6 +60,7 @@ impl Cmd {
         Cmd::Verbosity,
         Cmd::Noop,
         Cmd::Quit,
+        Cmd::Admin,
         Cmd::Invalid,
     ];
     pub const COUNT: usize = Cmd::ALL.len();
@@ -82,6 +86,7 @@ impl Cmd {
             Cmd::Verbosity => "verbosity",
             Cmd::Noop => "noop",
             Cmd::Quit => "quit",
+            Cmd::Admin => "admin",
             Cmd::Invalid => "invalid",
         }
     }
@@ -109,6 +114,9 @@ impl Cmd {
             Command::Verbosity { .. } => Cmd::Verbosity,
             Command::Noop => Cmd::Noop,
             Command::Quit => Cmd::Quit,
+            // A text `stats <group>` reaches L1 as an admin line.
+            Command::Admin { line, .. } if line.starts_with(b"stats") => Cmd::Stats,
+            Command::Admin { .. } => Cmd::Admin,
             Command::Invalid(_) => Cmd::Invalid,
         }
     }
@@ -175,6 +183,17 @@ impl Outcome {
             Response::Exists => Outcome::Exists,
             Response::Ok | Response::Version(_) | Response::Stats(_) | Response::Nothing => {
                 Outcome::Ok
+            }
+            // memcached's own words: its refusals of the client's line, its
+            // failures, or an answer.
+            Response::Raw(text) => {
+                if text.starts_with(b"ERROR") || text.starts_with(b"CLIENT_ERROR") {
+                    Outcome::ClientError
+                } else if text.starts_with(b"SERVER_ERROR") {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                }
             }
             Response::Error(e) => match e {
                 ErrorReply::UnknownCommand

@@ -5,19 +5,24 @@
 
 use std::sync::Arc;
 
-use super::{answer_locally, backend_failure, l1_stats, ready, Orca, Reply};
+use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
 use crate::backend::Backend;
 use crate::metrics::Counters;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response};
 
 pub struct L1Only<B> {
     l1: B,
+    admin: Admin,
     counters: Arc<Counters>,
 }
 
 impl<B: Backend> L1Only<B> {
-    pub fn new(l1: B, counters: Arc<Counters>) -> Self {
-        L1Only { l1, counters }
+    pub fn new(l1: B, admin: Admin, counters: Arc<Counters>) -> Self {
+        L1Only {
+            l1,
+            admin,
+            counters,
+        }
     }
 }
 
@@ -29,6 +34,9 @@ impl<B: Backend> Orca for L1Only<B> {
     fn handle(&mut self, req: &Request) -> Reply {
         if let Some(resp) = answer_locally(req, &self.counters) {
             return ready(resp);
+        }
+        if let Some(reply) = relay_admin(req, &self.admin) {
+            return reply;
         }
         match &req.cmd {
             // memcached drops the old value when a set is refused as too

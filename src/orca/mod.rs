@@ -11,9 +11,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::backend::BackendError;
+use crate::backend::{Backend, BackendError};
 use crate::metrics::ratelimit::RateLimit;
 use crate::metrics::{Counters, VERSION};
 use crate::protocol::{Command, ErrorReply, Frame, Invalid, Request, Response};
@@ -69,12 +69,59 @@ pub(crate) fn answer_locally(req: &Request, counters: &Counters) -> Option<Respo
 /// `stats`, `stats l1 <group>` its `stats <group>`; any other group goes to
 /// memcached as it is.
 pub(crate) fn l1_stats(arg: &Option<Bytes>) -> Command {
-    let arg = match arg.as_deref() {
-        Some(b"l1") => None,
-        Some(a) if a.starts_with(b"l1 ") => Some(Bytes::copy_from_slice(a[3..].trim_ascii())),
-        other => other.map(Bytes::copy_from_slice),
+    Command::Stats {
+        arg: arg.as_deref().and_then(l1_group),
+    }
+}
+
+/// The group of memcached's stats a `stats <arg>` names (`None`: its plain
+/// `stats`); see [`l1_stats`].
+fn l1_group(arg: &[u8]) -> Option<Bytes> {
+    match arg {
+        b"l1" => None,
+        a if a.starts_with(b"l1 ") => Some(Bytes::copy_from_slice(a[3..].trim_ascii())),
+        a => Some(Bytes::copy_from_slice(a)),
+    }
+}
+
+/// The admin lane ([`crate::backend::admin`]) as the policies hold it.
+pub type Admin = Arc<dyn Backend>;
+
+/// memcached's admin and inspection commands, and a text client's `stats
+/// <group>`: L1 answers them over the admin lane, as text, and its reply
+/// goes back as it is, in every policy (they are about memcached, not
+/// about keys). `None`: the request is not one of them.
+pub(crate) fn relay_admin(req: &Request, admin: &Admin) -> Option<Reply> {
+    let (call, noreply) = match (&req.cmd, &req.frame) {
+        (Command::Admin { noreply, .. }, _) => (admin.call(&req.cmd), *noreply),
+        (Command::Stats { arg: Some(arg) }, Frame::Text { .. }) => {
+            let mut line = BytesMut::from(&b"stats"[..]);
+            if let Some(group) = l1_group(arg) {
+                line.put_u8(b' ');
+                line.put_slice(&group);
+            }
+            let cmd = Command::Admin {
+                line: line.freeze(),
+                noreply: false,
+            };
+            (admin.call(&cmd), false)
+        }
+        _ => return None,
     };
-    Command::Stats { arg }
+    Some(Box::pin(async move {
+        match call.await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let failure = backend_failure(&e);
+                // memcached would have answered nothing either way.
+                if noreply {
+                    Response::Nothing
+                } else {
+                    failure
+                }
+            }
+        }
+    }))
 }
 
 /// A tier failure as the client sees it: `SERVER_ERROR <tier> <what>`

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{answer_locally, backend_failure, l1_stats, ready, Orca, Reply};
+use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
 use crate::backend::locks::KeyLocks;
 use crate::backend::record::{absolute_exptime, flush_when, server_started, FlushWhen};
 use crate::backend::Backend;
@@ -180,6 +180,8 @@ pub struct Shared<B1, B2> {
     /// write of its key.
     pub read_locks: bool,
     pub trust: Arc<L1Trust>,
+    /// memcached's admin commands, relayed over text.
+    pub admin: Admin,
     pub counters: Arc<Counters>,
     /// The second (Unix time) a delayed flush_all fires at, 0 for none: a
     /// recovery flush of L1 must not forget it, and a back-fill must not
@@ -233,6 +235,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         l2: B2,
         locks: Arc<KeyLocks>,
         read_locks: bool,
+        admin: Admin,
         counters: Arc<Counters>,
         l1_timeout: Duration,
     ) -> Arc<Self> {
@@ -242,6 +245,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             locks,
             read_locks,
             trust: Arc::new(L1Trust::default()),
+            admin,
             counters,
             flush_at: AtomicU64::new(0),
             l1_timeout,
@@ -273,7 +277,8 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             | Command::Touch { .. }
             | Command::Arith { .. }) => self.write(policy, cmd).await,
             Command::Flush { delay } => self.flush(delay).await,
-            // `stats <group>` is memcached's.
+            // A binary `stats <group>` is memcached's (a text one went to
+            // the admin lane).
             Command::Stats { arg } => match self.l1.call(&l1_stats(&arg)).await {
                 Ok(r) => r,
                 Err(e) => backend_failure(&e),
@@ -760,6 +765,9 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Orca for TwoTier<B1, B2> {
     fn handle(&mut self, req: &Request) -> Reply {
         if let Some(resp) = answer_locally(req, &self.shared.counters) {
             return ready(resp);
+        }
+        if let Some(reply) = relay_admin(req, &self.shared.admin) {
+            return reply;
         }
         // A one-key get, the common request, gets a future of its own size
         // rather than one sized for every command.

@@ -105,6 +105,8 @@ impl Backend for Fake {
 struct Rig {
     l1: Fake,
     l2: Fake,
+    /// The admin lane (logged as L1: it is memcached too).
+    admin: Fake,
     log: Log,
     shared: Arc<Shared<Fake, Fake>>,
 }
@@ -118,17 +120,20 @@ impl Rig {
         let log = Log::default();
         let l1 = Fake::new(Tier::L1, log.clone());
         let l2 = Fake::new(Tier::L2, log.clone());
+        let admin = Fake::new(Tier::L1, log.clone());
         let shared = Shared::new(
             l1.clone(),
             l2.clone(),
             KeyLocks::new(64),
             read_locks,
+            Arc::new(admin.clone()),
             Arc::new(Counters::default()),
             Duration::from_secs(1),
         );
         Rig {
             l1,
             l2,
+            admin,
             log,
             shared,
         }
@@ -1693,17 +1698,71 @@ async fn gete_is_answered_by_l2() {
     assert_eq!(rig.l2.seen(), vec![gete("k"), gete("k"), gete("nope")]);
 }
 
+/// A text `stats <group>` is memcached's text reply, over the admin lane;
+/// a binary one goes to L1 as a binary STAT.
 #[tokio::test]
 async fn stats_group_goes_to_l1() {
     let rig = Rig::new();
+    let text = Response::Raw(b("STAT evictions 0\r\nEND\r\n"));
+    let t = text.clone();
+    rig.admin.answer(move |_| Ok(t.clone()));
     let stats = Response::Stats(vec![(b("evictions"), b("0"))]);
     let s = stats.clone();
     rig.l1.answer(move |_| Ok(s.clone()));
     let cmd = Command::Stats {
         arg: Some(b("items")),
     };
-    assert_eq!(rig.main(cmd.clone()).await, stats);
-    assert_eq!(rig.log(), vec![(Tier::L1, cmd)]);
+    assert_eq!(rig.main(cmd.clone()).await, text);
+    let relayed = Command::Admin {
+        line: b("stats items"),
+        noreply: false,
+    };
+    assert_eq!(rig.log(), vec![(Tier::L1, relayed)]);
+
+    let mut orca = l1_l2::orca(rig.shared.clone());
+    let binary = Request {
+        cmd: cmd.clone(),
+        frame: Frame::Binary {
+            opcode: crate::protocol::binary::op::STAT,
+            opaque: 0,
+        },
+    };
+    assert_eq!(bounded(orca.handle(&binary)).await, stats);
+    assert_eq!(rig.l1.seen().last(), Some(&cmd));
+}
+
+/// memcached's admin commands go to the admin lane on both ports, and its
+/// reply comes back as it is; when memcached cannot be reached the client
+/// gets SERVER_ERROR, or nothing after `noreply`.
+#[tokio::test]
+async fn admin_commands_go_to_the_admin_lane() {
+    let rig = Rig::new();
+    rig.admin.answer(|_| Ok(Response::Raw(b("OK\r\n"))));
+    let admin = |line: &str, noreply: bool| Command::Admin {
+        line: b(line),
+        noreply,
+    };
+    let memlimit = admin("cache_memlimit 100", false);
+    assert_eq!(rig.main(memlimit.clone()).await, Response::Raw(b("OK\r\n")));
+    assert_eq!(
+        rig.batch(memlimit.clone()).await,
+        Response::Raw(b("OK\r\n"))
+    );
+    assert_eq!(
+        rig.log(),
+        vec![(Tier::L1, memlimit.clone()), (Tier::L1, memlimit)]
+    );
+    rig.admin
+        .answer(|_| Err(BackendError::Unavailable(Tier::L1)));
+    assert_eq!(
+        rig.main(admin("slabs automove 1", false)).await,
+        Response::Error(ErrorReply::Server(b("L1 unavailable")))
+    );
+    assert_eq!(
+        rig.main(admin("slabs automove 1 noreply", true)).await,
+        Response::Nothing
+    );
+    assert!(rig.l2.seen().is_empty());
 }
 
 // ---------------------------------------------------------------- back-fill failure

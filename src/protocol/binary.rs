@@ -579,6 +579,8 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
             }
             ok(out, 0, &[], &[], &[]);
         }
+        // A text reply has no binary form; only text requests get one.
+        Response::Raw(_) => fail(out, status::UNKNOWN_COMMAND),
         Response::Error(e) => {
             let (code, text): (u16, &[u8]) = match e {
                 ErrorReply::UnknownCommand => (status::UNKNOWN_COMMAND, b""),
@@ -669,7 +671,7 @@ pub fn encode_request(req: &Request, out: &mut BytesMut) {
         Command::Verbosity { level } => w(out, 0, &level.to_be_bytes(), &[], &[]),
         Command::Stats { arg } => w(out, 0, &[], arg.as_deref().unwrap_or(&[]), &[]),
         Command::Noop | Command::Version | Command::Quit => w(out, 0, &[], &[], &[]),
-        Command::Invalid(_) => {}
+        Command::Invalid(_) | Command::Admin { .. } => {}
     }
 }
 

@@ -113,6 +113,16 @@ pub enum Command {
     Stats {
         arg: Option<Bytes>,
     },
+    /// Text only: one of memcached's admin and inspection commands
+    /// (`cache_memlimit`, `slabs …`, `lru …`, `lru_crawler …`), which the
+    /// binary protocol cannot carry. `line` is the command line as memcached
+    /// would read it (no line end; cut at a NUL), for L1 to answer as it is.
+    Admin {
+        line: Bytes,
+        /// The line ends in `noreply`: memcached answers some of these
+        /// silently, so a failure to reach it is silent too.
+        noreply: bool,
+    },
     Noop,
     Quit,
     /// A request that was refused while decoding; the reply is the error.
@@ -196,6 +206,9 @@ pub enum Response {
     Ok,
     Version(Bytes),
     Stats(Vec<(Bytes, Bytes)>),
+    /// memcached's text reply to an admin command (or a text `stats
+    /// <group>`), every byte as it sent them, line ends included.
+    Raw(Bytes),
     Error(ErrorReply),
     /// No reply on the wire (quit).
     Nothing,

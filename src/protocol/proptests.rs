@@ -171,7 +171,30 @@ fn text_request() -> impl Strategy<Value = Request> {
         cmd,
         frame: text_frame(false, false),
     });
-    prop_oneof![get, store, delete, touch, arith, flush, verbosity, stats, plain]
+    let admin = (
+        select(vec!["cache_memlimit", "slabs", "lru", "lru_crawler"]),
+        vec(token(12), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(verb, args, noreply)| {
+            let mut line = BytesMut::from(verb.as_bytes());
+            for a in &args {
+                line.put_u8(b' ');
+                line.put_slice(a);
+            }
+            if noreply {
+                line.put_slice(b" noreply");
+            }
+            let noreply = noreply || args.last().is_some_and(|a| &a[..] == b"noreply");
+            Request {
+                cmd: Command::Admin {
+                    line: line.freeze(),
+                    noreply,
+                },
+                frame: text_frame(false, false),
+            }
+        });
+    prop_oneof![get, store, delete, touch, arith, flush, verbosity, stats, plain, admin]
 }
 
 /// A binary exptime: what fits the 32-bit wire field.

@@ -633,8 +633,6 @@ fn text_http_request_closes_like_memcached() {
         b"dxx HTTP/1.1\r\n",
         b"txx HTTP/1.1\r\n",
         b"mx HTTP/1.1\r\n",
-        b"lru HTTP/1.1\r\n",
-        b"lru_crawler HTTP/1.1\r\n",
         b"extstore HTTP/1.1\r\n",
         b"watch HTTP/1.1\r\n",
         b"x HTTP/1.1\r\n",
@@ -643,6 +641,18 @@ fn text_http_request_closes_like_memcached() {
         let shown = String::from_utf8_lossy(line);
         assert_eq!(d.err, None, "{shown:?}");
         assert_eq!(d.reqs, vec![tx(unknown())], "{shown:?}");
+    }
+    // lru and lru_crawler go to memcached, which answers ERROR.
+    for line in [&b"lru HTTP/1.1\r\n"[..], b"lru_crawler HTTP/1.1\r\n"] {
+        let d = text_decode(line);
+        assert_eq!(d.err, None);
+        assert!(matches!(
+            d.reqs[..],
+            [Request {
+                cmd: Command::Admin { .. },
+                ..
+            }]
+        ));
     }
     // memcached's tokenizer stops after 23 tokens; it looks at the 23rd.
     let tokens = |n: usize| -> Vec<String> { (0..n).map(|i| format!("t{i}")).collect() };
@@ -661,6 +671,150 @@ fn text_http_request_closes_like_memcached() {
         text_decode(&line(w)).reqs,
         vec![tx(unknown())],
         "24th token"
+    );
+}
+
+fn admin(line: &str, noreply: bool) -> Command {
+    Command::Admin {
+        line: b(line),
+        noreply,
+    }
+}
+
+/// memcached's admin commands go to L1 as the line memcached would read:
+/// whatever their arguments (memcached checks them), without the line end,
+/// cut at a NUL; `noreply` is the last of the first 23 tokens.
+#[test]
+fn text_admin_commands() {
+    let cases: Vec<(&[u8], Command)> = vec![
+        (
+            b"cache_memlimit 100\r\n",
+            admin("cache_memlimit 100", false),
+        ),
+        (b"cache_memlimit\r\n", admin("cache_memlimit", false)),
+        (
+            b"cache_memlimit 100 noreply\r\n",
+            admin("cache_memlimit 100 noreply", true),
+        ),
+        (b"slabs automove 1\n", admin("slabs automove 1", false)),
+        (
+            b"slabs automove invalid\r\n",
+            admin("slabs automove invalid", false),
+        ),
+        (
+            b"slabs reassign 1 2\r\n",
+            admin("slabs reassign 1 2", false),
+        ),
+        (b"slabs\r\n", admin("slabs", false)),
+        (
+            b"lru tune 10 25 0.1 2.0\r\n",
+            admin("lru tune 10 25 0.1 2.0", false),
+        ),
+        (
+            b"lru mode flat noreply\r\n",
+            admin("lru mode flat noreply", true),
+        ),
+        (
+            b"lru_crawler metadump all\r\n",
+            admin("lru_crawler metadump all", false),
+        ),
+        (
+            b"  lru_crawler  crawl 1,2 \r\n",
+            admin("  lru_crawler  crawl 1,2 ", false),
+        ),
+        (
+            b"lru_crawler crawl 1\0 x\r\n",
+            admin("lru_crawler crawl 1", false),
+        ),
+        (
+            b"lru_crawler crawl 1\r\r\n",
+            admin("lru_crawler crawl 1\r", false),
+        ),
+    ];
+    for (line, want) in cases {
+        let d = text_decode(line);
+        let shown = String::from_utf8_lossy(line);
+        assert_eq!(d.err, None, "{shown:?}");
+        assert_eq!(d.reqs, vec![tx(want)], "{shown:?}");
+        assert!(d.rest.is_empty(), "{shown:?}");
+    }
+    // Past the 23rd token memcached does not look for noreply.
+    let words: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    let at_23 = format!("lru {} noreply", words.join(" "));
+    let past_23 = format!("lru {} x noreply", words.join(" "));
+    let decoded = |l: &str| text_decode(format!("{l}\r\n").as_bytes()).reqs;
+    assert_eq!(decoded(&at_23), vec![tx(admin(&at_23, true))]);
+    assert_eq!(decoded(&past_23), vec![tx(admin(&past_23, false))]);
+    // Case matters, as in memcached; the 2048-byte line limit holds.
+    assert_eq!(text_decode(b"LRU mode flat\r\n").reqs, vec![tx(unknown())]);
+    let mut long = b"cache_memlimit ".to_vec();
+    long.resize(limits().max_line + 1, b'1');
+    long.extend_from_slice(b"\n");
+    assert!(text_decode(&long).err.is_some());
+    // The line goes to memcached as it came.
+    let mut out = BytesMut::new();
+    text::encode_request(&tx(admin("lru mode flat noreply", true)), &mut out);
+    assert_eq!(&out[..], b"lru mode flat noreply\r\n");
+    // memcached's reply goes back byte for byte.
+    let reply = b("ITEM a [1 b; 0 s]\r\nEND\r\n");
+    let req = tx(admin("stats cachedump 1 0", false));
+    assert_eq!(
+        text_reply(&req, &Response::Raw(reply.clone())),
+        reply.to_vec()
+    );
+}
+
+/// How the admin lane frames a command for memcached and finds the end of
+/// its reply.
+#[test]
+fn admin_framing() {
+    use text::{admin_reply_end, encode_admin, AdminEnd};
+    let mut out = BytesMut::new();
+    assert_eq!(
+        encode_admin(b"cache_memlimit 100", &mut out),
+        AdminEnd::Fence
+    );
+    assert_eq!(&out[..], b"cache_memlimit 100\r\nmn\r\n");
+    let mut out = BytesMut::new();
+    assert_eq!(
+        encode_admin(b" lru_crawler  metadump all", &mut out),
+        AdminEnd::FirstCrlf
+    );
+    assert_eq!(&out[..], b" lru_crawler  metadump all\r\n");
+    let mut out = BytesMut::new();
+    assert_eq!(
+        encode_admin(b"lru_crawler crawl all", &mut out),
+        AdminEnd::Fence
+    );
+
+    let fence = |buf: &[u8]| admin_reply_end(AdminEnd::Fence, buf, &mut 0);
+    assert_eq!(fence(b""), None);
+    assert_eq!(fence(b"OK\r\n"), None);
+    assert_eq!(fence(b"OK\r\nMN\r"), None);
+    assert_eq!(fence(b"OK\r\nMN\r\n"), Some((4, 8)));
+    // noreply: only the fence comes back.
+    assert_eq!(fence(b"MN\r\n"), Some((0, 4)));
+    // MN inside a line is not the fence.
+    assert_eq!(fence(b"ITEM MN\r\n"), None);
+    let dump = b"ITEM a [1 b; 0 s]\r\nEND\r\nMN\r\n";
+    assert_eq!(fence(dump), Some((dump.len() - 4, dump.len())));
+
+    let mut scanned = 0;
+    let mut first = |buf: &[u8]| admin_reply_end(AdminEnd::FirstCrlf, buf, &mut scanned);
+    assert_eq!(first(b"key=a exp=-1\nkey=b"), None);
+    assert_eq!(first(b"key=a exp=-1\nkey=b exp=-1\nEND\r"), None);
+    assert_eq!(
+        first(b"key=a exp=-1\nkey=b exp=-1\nEND\r\n"),
+        Some((31, 31))
+    );
+    let mut scanned = 0;
+    assert_eq!(
+        admin_reply_end(
+            AdminEnd::FirstCrlf,
+            b"BADCLASS invalid class id\r\n",
+            &mut scanned
+        ),
+        Some((27, 27))
     );
 }
 

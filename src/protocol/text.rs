@@ -500,6 +500,18 @@ impl RequestDecoder {
                 });
                 text(Command::Stats { arg }, false)
             }
+            // memcached's admin and inspection commands: L1 answers them
+            // (over a text connection; the binary protocol has no form for
+            // them), so the line goes on as memcached would read it and
+            // memcached checks its arguments. `noreply` is where memcached
+            // looks for it: the last of the first 23 tokens.
+            b"cache_memlimit" | b"slabs" | b"lru" | b"lru_crawler" => text(
+                Command::Admin {
+                    noreply: t(n.min(23) - 1) == b"noreply",
+                    line,
+                },
+                false,
+            ),
             _ => {
                 // memcached drops connections that speak HTTP to it, but looks
                 // for "HTTP/" only in a command it does not otherwise dispatch:
@@ -635,6 +647,7 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
             }
             out.emit(b"END\r\n");
         }
+        Response::Raw(bytes) => out.emit_shared(bytes),
         Response::Error(e) => encode_error(e, out),
         Response::Nothing => {}
     }
@@ -753,6 +766,7 @@ pub fn encode_request(req: &Request, out: &mut BytesMut) {
         Command::Stats { arg: None } => out.put_slice(b"stats\r\n"),
         Command::Stats { arg: Some(a) } => push_line(out, &[b"stats ", a]),
         Command::Quit => out.put_slice(b"quit\r\n"),
+        Command::Admin { line, .. } => push_line(out, &[line]),
         Command::Arith {
             create: Some(_), ..
         }
@@ -897,6 +911,64 @@ pub fn decode_response(req: &Request, buf: &mut BytesMut) -> Result<Option<Respo
                 },
             };
             Ok(Some(resp))
+        }
+    }
+}
+
+/// How the reply to a relayed admin command ends (see [`encode_admin`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminEnd {
+    /// The line was followed by `mn`, memcached's meta no-op: the reply is
+    /// everything before `mn`'s `MN\r\n`, whatever its shape (one line, a
+    /// group ending in `END`, or nothing at all after `noreply`). No line
+    /// of an admin reply is `MN`.
+    Fence,
+    /// `lru_crawler metadump`: memcached hands the connection to its
+    /// crawler, which streams the dump, and reads what follows only when
+    /// more bytes arrive, so a fence would not come back. The dump's lines
+    /// end in a bare `\n`, so the first `\r\n` ends the reply: the
+    /// dump's `END`, or a one-line refusal.
+    FirstCrlf,
+}
+
+/// `MN\r\n`, the fence's reply.
+pub const ADMIN_FENCE_REPLY: &[u8] = b"MN\r\n";
+
+/// Write an admin command line (see [`Command::Admin`]) for memcached, and
+/// say how its reply ends.
+pub fn encode_admin<S: Sink + ?Sized>(line: &[u8], out: &mut S) -> AdminEnd {
+    out.emit(line);
+    out.emit(b"\r\n");
+    let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    if words.next() == Some(&b"lru_crawler"[..]) && words.next() == Some(&b"metadump"[..]) {
+        return AdminEnd::FirstCrlf;
+    }
+    out.emit(b"mn\r\n");
+    AdminEnd::Fence
+}
+
+/// Where the reply to an admin command ends in `buf`, once it has all
+/// arrived: `(reply, consumed)`, the reply's length and the bytes it took
+/// with its fence. `scanned` carries how far earlier calls searched, so
+/// a long dump is not searched again from its start.
+pub fn admin_reply_end(end: AdminEnd, buf: &[u8], scanned: &mut usize) -> Option<(usize, usize)> {
+    match end {
+        AdminEnd::Fence => {
+            // memcached sends nothing after the fence's reply, so it ends
+            // the buffer, as a whole line.
+            let reply = buf.len().checked_sub(ADMIN_FENCE_REPLY.len())?;
+            let whole_line = reply == 0 || buf[reply - 1] == b'\n';
+            (buf.ends_with(ADMIN_FENCE_REPLY) && whole_line).then_some((reply, buf.len()))
+        }
+        AdminEnd::FirstCrlf => {
+            let from = scanned.saturating_sub(1);
+            match find_crlf(&buf[from.min(buf.len())..]) {
+                Some(at) => Some((from + at + 2, from + at + 2)),
+                None => {
+                    *scanned = buf.len();
+                    None
+                }
+            }
         }
     }
 }

@@ -185,6 +185,8 @@ struct Session<'a> {
     inbuf: BytesMut,
     out: OutBuf,
     flight: VecDeque<Slot>,
+    /// Requests in flight that run alone ([`runs_alone`]).
+    alone: usize,
     lookups: usize,
     held: usize,
     /// Reply bytes expected per key looked up.
@@ -233,6 +235,7 @@ pub async fn serve(
         inbuf: BytesMut::new(),
         out: OutBuf::default(),
         flight: VecDeque::new(),
+        alone: 0,
         lookups: 0,
         held: 0,
         estimate: (settings.max_bytes / FIRST_ESTIMATE_DIVISOR).max(64),
@@ -463,9 +466,15 @@ impl Session<'_> {
     /// Whether `cmd` may start now without reordering work on a key: for
     /// policies whose requests start when polled, it must share no key
     /// with a request in flight, and one that touches every key (flush,
-    /// quit) runs alone.
+    /// quit) runs alone. In every policy an admin command runs alone.
     fn in_order(&self, cmd: &Command) -> bool {
-        if !self.by_keys || self.flight.is_empty() {
+        if self.flight.is_empty() {
+            return true;
+        }
+        if self.alone > 0 || runs_alone(cmd) {
+            return false;
+        }
+        if !self.by_keys {
             return true;
         }
         let Some(keys) = request_keys(cmd) else {
@@ -487,6 +496,7 @@ impl Session<'_> {
         }
         self.lookups += lookups;
         self.held += cost;
+        self.alone += usize::from(runs_alone(&req.cmd));
         self.progress();
         self.flight.push_back(Slot {
             req,
@@ -667,6 +677,7 @@ impl Session<'_> {
             };
             self.lookups -= slot.lookups;
             self.held -= slot.cost;
+            self.alone -= usize::from(runs_alone(&slot.req.cmd));
             self.progress();
             let before = self.out.len();
             match slot.piece.take() {
@@ -790,6 +801,15 @@ fn request_cost(cmd: &Command) -> usize {
         Command::Store { value, .. } => value.len(),
         _ => 0,
     }
+}
+
+/// Requests that go to memcached on a connection of their own (the admin
+/// lane) rather than this client's: they wait for everything the client
+/// sent before them, and what it sends after waits for them, so memcached
+/// sees them in the order the client sent them (a `stats items` after a
+/// `set` counts the item).
+fn runs_alone(cmd: &Command) -> bool {
+    matches!(cmd, Command::Admin { .. } | Command::Stats { arg: Some(_) })
 }
 
 /// The keys a request works on; `None` for one that touches every key (a

@@ -114,7 +114,7 @@ pub fn frame_for(protocol: Protocol, req: &crate::protocol::Command, with_cas: b
                 Command::Version => op::VERSION,
                 Command::Verbosity { .. } => op::VERBOSITY,
                 Command::Stats { .. } => op::STAT,
-                Command::Noop | Command::Invalid(_) => op::NOOP,
+                Command::Noop | Command::Invalid(_) | Command::Admin { .. } => op::NOOP,
                 Command::Quit => op::QUIT,
             };
             Frame::Binary { opcode, opaque: 0 }
