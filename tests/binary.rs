@@ -231,8 +231,10 @@ fn every_binary_opcode() {
     let p = c.packet();
     ok(&p, VERSION, 43);
     assert!(p.value.starts_with(b"1.6.18-rend-"));
+    // memcached 1.6.18 does not serve VERBOSITY: unknown, and the
+    // connection goes on.
     c.send(&bin_req(VERBOSITY, 44, 0, &1u32.to_be_bytes(), &[], &[]));
-    ok(&c.packet(), VERBOSITY, 44);
+    err(&c.packet(), VERBOSITY, 44, 0x81, b"Unknown command");
     c.send(&bin_req(STAT, 45, 0, &[], &[], &[]));
     let mut names = Vec::new();
     loop {
@@ -283,6 +285,40 @@ fn unknown_opcode_is_answered_and_skipped() {
     );
     err(&c.packet(), 0x30, 1, 0x81, b"Unknown command");
     ok(&c.packet(), NOOP, 2);
+}
+
+/// VERBOSITY (0x1b): memcached 1.6.18 answers 0x81 "Unknown command" and
+/// skips the packet's body, plus as many bytes again as its extras and key
+/// (so it stays in step only without them: verified against 1.6.18). rend
+/// answers the same and skips exactly the body, whatever it holds.
+#[test]
+fn verbosity_is_unknown_and_its_body_skipped() {
+    let (_mc, rend) = proxy(&[]);
+    let mut c = rend.connect();
+    let level = 1u32.to_be_bytes();
+    let forms: [(&[u8], &[u8], &[u8]); 6] = [
+        (&level, b"", b""),
+        (b"", b"", b""),
+        (b"", b"", b"value"),
+        (b"", b"key", b""),
+        (&level, b"k", b"vv"),
+        (&[0; 8], b"", b""),
+    ];
+    for (i, (extras, key, value)) in forms.into_iter().enumerate() {
+        let opaque = 10 * i as u32;
+        c.send(
+            &[
+                bin_req(VERBOSITY, opaque, 0, extras, key, value),
+                bin_req(NOOP, opaque + 1, 0, &[], &[], &[]),
+            ]
+            .concat(),
+        );
+        err(&c.packet(), VERBOSITY, opaque, 0x81, b"Unknown command");
+        ok(&c.packet(), NOOP, opaque + 1);
+    }
+    // Still the same connection: it works.
+    c.send(&bin_req(SET, 99, 0, &set_extras(0, 0), b"k", b"v"));
+    ok(&c.packet(), SET, 99);
 }
 
 #[test]

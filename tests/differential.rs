@@ -88,12 +88,10 @@ use rand::{Rng, SeedableRng};
 //                                                                same packet as GET/GETQ, rend's
 //                                                                reply (its expiry checked, then
 //                                                                cut from its extras) compared
-//  BinaryVerbosity     "Binary: every opcode memcached 1.6      not sent to the reference
-//                       serves (… verbosity …)": 1.6.18 does     (1.6.18 treats 0x1b as unknown
-//                       not implement 0x1b                       and loses sync); rend: OK
 //  UnknownBinaryOpcode "… unknown binary opcodes answered 0x81  not sent to the reference
 //                       with the body swallowed and the          (memcached loses sync when the
-//                       connection kept"                         packet carries a key/extras);
+//                       connection kept" (VERBOSITY 0x1b too,    packet carries a key/extras);
+//                       which memcached 1.6.18 does not serve)
 //                                                                rend: 0x81, then in step
 //  AboveMemcached-     "… values above memcached's limit in      sent to both, not compared; then
 //   Limit               chunked mode" (only with --chunked;      the key is deleted on both sides;
@@ -130,9 +128,8 @@ enum Allowed {
     ProxyStats,
     /// Binary GETE 0x40 / GETEQ 0x41.
     GetE,
-    /// Binary VERBOSITY 0x1b.
-    BinaryVerbosity,
-    /// A binary opcode memcached 1.6.18 does not dispatch, whose packet
+    /// A binary opcode memcached 1.6.18 does not dispatch (VERBOSITY 0x1b
+    /// included), whose packet
     /// carries extras or a key (with only a value, memcached stays in step and
     /// the replies are compared).
     UnknownBinaryOpcode,
@@ -168,7 +165,7 @@ enum Handling {
 
 impl Allowed {
     /// In precedence order.
-    const ALL: [Allowed; 10] = [
+    const ALL: [Allowed; 9] = [
         Allowed::BadLengthCloses,
         Allowed::SwallowedDataBlock,
         Allowed::Strict32Bit,
@@ -176,7 +173,6 @@ impl Allowed {
         Allowed::VersionString,
         Allowed::ProxyStats,
         Allowed::GetE,
-        Allowed::BinaryVerbosity,
         Allowed::UnknownBinaryOpcode,
         Allowed::AboveMemcachedLimit,
     ];
@@ -191,7 +187,6 @@ impl Allowed {
             Allowed::ProxyStats => "§2: things memcached does not have: stats with the proxy's counters",
             Allowed::GetE => "§2: things memcached does not have: GETE/GETEQ",
             Allowed::UnknownBinaryOpcode => "§2: things memcached does not have: unknown binary opcodes answered 0x81, body swallowed, connection kept",
-            Allowed::BinaryVerbosity => "§2 Binary: verbosity is served (memcached 1.6.18 lacks 0x1b)",
             Allowed::AboveMemcachedLimit => "§2: things memcached does not have: values above memcached's limit in chunked mode; in l1-l2 the limit counts value bytes only and L2 keeps what L1 refuses",
         }
     }
@@ -206,8 +201,7 @@ impl Allowed {
             | Allowed::Strict32Bit
             | Allowed::BoundedInput
             | Allowed::GetE
-            | Allowed::UnknownBinaryOpcode
-            | Allowed::BinaryVerbosity => Handling::NotSentToReference,
+            | Allowed::UnknownBinaryOpcode => Handling::NotSentToReference,
         }
     }
 
@@ -260,10 +254,7 @@ impl Allowed {
             }
             Allowed::VersionString => verb == b"version",
             Allowed::ProxyStats => verb == b"stats",
-            Allowed::GetE
-            | Allowed::UnknownBinaryOpcode
-            | Allowed::BinaryVerbosity
-            | Allowed::AboveMemcachedLimit => false,
+            Allowed::GetE | Allowed::UnknownBinaryOpcode | Allowed::AboveMemcachedLimit => false,
         }
     }
 
@@ -275,7 +266,6 @@ impl Allowed {
             Allowed::VersionString => h.opcode == op::VERSION && h.bodylen == 0,
             Allowed::ProxyStats => h.opcode == op::STAT && h.extlen == 0 && h.bodylen == h.keylen,
             Allowed::GetE => matches!(h.opcode, op::GETE | op::GETEQ),
-            Allowed::BinaryVerbosity => h.opcode == op::VERBOSITY,
             Allowed::UnknownBinaryOpcode => {
                 !memcached_dispatches(h.opcode)
                     && (h.extlen > 0 || h.keylen > 0)
@@ -386,16 +376,15 @@ impl Allowed {
                 Ok(())
             }
             Allowed::GetE if mode.two_tier() => check_gete(step, reply),
-            Allowed::GetE | Allowed::UnknownBinaryOpcode | Allowed::BinaryVerbosity => {
+            Allowed::GetE | Allowed::UnknownBinaryOpcode => {
                 let p = packets(reply);
                 let h = Header::parse(&step.req_r).ok_or("no header")?;
                 let first_ok = p.first().is_some_and(|f| {
-                    let common = f.magic == 0x81 && f.opcode == h.opcode && f.opaque == opaque;
-                    if self == Allowed::BinaryVerbosity {
-                        common && f.status == 0 && f.body_len == 0
-                    } else {
-                        common && f.status == 0x81 && f.value == b"Unknown command"
-                    }
+                    f.magic == 0x81
+                        && f.opcode == h.opcode
+                        && f.opaque == opaque
+                        && f.status == 0x81
+                        && f.value == b"Unknown command"
                 });
                 // The NOOP sent after it must be answered: the stream stayed in step.
                 let in_step = p.len() == 2 && p[1].opcode == op::NOOP && p[1].opaque == NOOP_OPAQUE;
@@ -904,7 +893,6 @@ struct Pkt {
     opcode: u8,
     status: u16,
     opaque: u32,
-    body_len: usize,
     key: Vec<u8>,
     value: Vec<u8>,
 }
@@ -926,7 +914,6 @@ fn packets(buf: &[u8]) -> Vec<Pkt> {
             opcode: h.opcode,
             status: h.status,
             opaque: h.opaque,
-            body_len: h.bodylen,
             key: body[key_start..key_end].to_vec(),
             value: body[key_end..].to_vec(),
         });
@@ -2782,10 +2769,11 @@ impl<'a> Run<'a> {
         Step::binary(format!("bin malformed: {what}"), req, Shape::Packet).closing()
     }
 
-    /// Opcodes memcached does not serve, without key or extras: memcached
-    /// answers 0x81 and stays in step too, so these are compared.
+    /// Opcodes memcached does not serve (VERBOSITY among them), without key
+    /// or extras: memcached answers 0x81 and stays in step too, so these are
+    /// compared.
     fn bin_unknown_compared(&mut self) -> Step {
-        let opcode = *[0x1fu8, 0x30, 0x45, 0xfe, op::SASL_LIST_MECHS]
+        let opcode = *[0x1fu8, 0x30, 0x45, 0xfe, op::VERBOSITY, op::SASL_LIST_MECHS]
             .choose(&mut self.rng)
             .expect("ops");
         let value: &[u8] = if opcode != op::SASL_LIST_MECHS && self.rng.gen_bool(0.5) {
@@ -2817,7 +2805,7 @@ impl<'a> Run<'a> {
                 Shape::UntilStatEnd,
             ),
             2 => Step::binary(
-                "bin verbosity",
+                "bin verbosity with extras",
                 bin_req(op::VERBOSITY, o, 0, &0u32.to_be_bytes(), &[], &[]),
                 Shape::UntilNoop,
             ),

@@ -298,7 +298,8 @@ fn binary_request() -> impl Strategy<Value = Request> {
         prop_oneof![Just(0), wire_time()],
     )
         .prop_map(|(opcode, delay)| (opcode, Command::Flush { delay }));
-    let verbosity = any::<u32>().prop_map(|level| (op::VERBOSITY, Command::Verbosity { level }));
+    // No VERBOSITY: memcached 1.6.18 does not serve it, and rend decodes it
+    // as an unknown opcode.
     let stats = option::of(binary_key()).prop_map(|arg| (op::STAT, Command::Stats { arg }));
     let plain = select(vec![
         (op::NOOP, Command::Noop),
@@ -307,9 +308,7 @@ fn binary_request() -> impl Strategy<Value = Request> {
         (op::QUITQ, Command::Quit),
     ]);
     (
-        prop_oneof![
-            get, gat, gete, touch, store, concat, delete, arith, flush, verbosity, stats, plain
-        ],
+        prop_oneof![get, gat, gete, touch, store, concat, delete, arith, flush, stats, plain],
         any::<u32>(),
     )
         .prop_map(|((opcode, cmd), opaque)| Request {
