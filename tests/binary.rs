@@ -389,3 +389,82 @@ fn binary_limits() {
     c.send(&huge);
     err(&c.packet(), SET, 5, 0x03, b"Too large.");
 }
+
+/// A SET over the item limit that arrives in several writes, cut inside the
+/// header, the extras, the key or the value: "Too large." (memcached 1.6.18
+/// answers 0x03 and stays in step at every cut), the old value is gone, the
+/// body is discarded as it arrives and the connection goes on.
+#[test]
+fn too_large_set_in_pieces_is_refused_and_swallowed() {
+    let max = 4096;
+    let (_mc, rend) = proxy(&["--max-item-size", &max.to_string()]);
+    let mut c = rend.connect();
+    let key = b"big-key";
+    let value = vec![b'v'; max + 1];
+    let extras = set_extras(0, 0);
+    let packet = bin_req(SET, 0, 0, &extras, key, &value);
+    let (ext_at, key_at, value_at) = (24, 24 + extras.len(), 24 + extras.len() + key.len());
+    // Where the first write ends; `None`: also cut the value once more.
+    let cuts: Vec<(&str, usize)> = vec![
+        ("header", 1),
+        ("header", 11),
+        ("header", 23),
+        ("extras", ext_at),
+        ("extras", ext_at + 3),
+        ("extras", key_at - 1),
+        ("key", key_at),
+        ("key", key_at + 3),
+        ("key", value_at - 1),
+        ("value", value_at),
+        ("value", value_at + 1),
+        ("value", value_at + max / 2),
+        ("value", packet.len() - 1),
+    ];
+    for (i, (part, cut)) in cuts.into_iter().enumerate() {
+        let opaque = 100 + i as u32;
+        let what = format!("cut in the {part} at byte {cut}");
+        c.send(&bin_req(SET, opaque, 0, &extras, key, b"old"));
+        ok(&c.packet(), SET, opaque);
+        let mut p = packet.clone();
+        p[12..16].copy_from_slice(&opaque.to_be_bytes());
+        // Three writes: up to the cut, half of the rest, then the rest with
+        // a GET and a NOOP behind it.
+        let mid = cut + (p.len() - cut) / 2;
+        c.send(&p[..cut]);
+        std::thread::sleep(Duration::from_millis(30));
+        c.send(&p[cut..mid]);
+        std::thread::sleep(Duration::from_millis(30));
+        let mut rest = p[mid..].to_vec();
+        rest.extend(bin_req(GET, opaque + 1000, 0, &[], key, &[]));
+        rest.extend(bin_req(NOOP, opaque + 2000, 0, &[], &[], &[]));
+        c.send(&rest);
+        let reply = c.packet();
+        assert_eq!(
+            (
+                reply.opcode,
+                reply.status,
+                reply.opaque,
+                reply.value.as_slice()
+            ),
+            (SET, 0x03, opaque, &b"Too large."[..]),
+            "{what}: {reply:?}"
+        );
+        err(&c.packet(), GET, opaque + 1000, 0x01, b"Not found");
+        ok(&c.packet(), NOOP, opaque + 2000);
+    }
+    // Trickled a few bytes at a time, the whole packet.
+    c.send(&bin_req(SET, 1, 0, &extras, key, b"old"));
+    ok(&c.packet(), SET, 1);
+    let mut p = packet.clone();
+    p[12..16].copy_from_slice(&2u32.to_be_bytes());
+    for piece in p[..value_at + 64].chunks(5) {
+        c.send(piece);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    c.send(&p[value_at + 64..]);
+    err(&c.packet(), SET, 2, 0x03, b"Too large.");
+    c.send(&bin_req(GET, 3, 0, &[], key, &[]));
+    err(&c.packet(), GET, 3, 0x01, b"Not found");
+    c.send(&bin_req(SET, 4, 0, &extras, key, b"new"));
+    ok(&c.packet(), SET, 4);
+}

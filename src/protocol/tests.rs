@@ -1513,6 +1513,63 @@ fn binary_verbosity_is_unknown_and_its_body_swallowed() {
     }
 }
 
+/// A store over the limit cut anywhere, in two or three pieces: "Too
+/// large." once its key is in, the rest discarded, the next request read in
+/// step; never more than header, extras and key held while waiting.
+#[test]
+fn binary_too_large_store_cut_anywhere() {
+    let max = limits().max_value;
+    let value = vec![b'v'; max + 1];
+    let se = store_extras(0, 0);
+    for (opcode, extras, delete) in [
+        (op::SET, se.clone(), Some(b("key"))),
+        (op::SETQ, se.clone(), Some(b("key"))),
+        (op::ADD, se.clone(), None),
+        (op::APPENDQ, vec![], None),
+    ] {
+        let packet = req_packet(opcode, OPAQUE, 0, &extras, b"key", &value);
+        let mut input = packet.clone();
+        input.extend(noop_packet());
+        let want = vec![
+            Request {
+                cmd: invalid(Invalid::TooLarge { delete }),
+                frame: bin_frame(opcode, OPAQUE),
+            },
+            noop_request(),
+        ];
+        let held = HEADER_LEN + extras.len() + 3;
+        let feed = |at: &[usize]| {
+            let mut dec = binary::RequestDecoder::new(limits());
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut from = 0;
+            for &to in at.iter().chain(std::iter::once(&input.len())) {
+                buf.put_slice(&input[from..to]);
+                from = to;
+                while let Some(r) = dec.decode(&mut buf).expect("no framing error") {
+                    got.push(r);
+                }
+                assert!(buf.len() <= held, "holds {} bytes at {at:?}", buf.len());
+            }
+            got
+        };
+        for cut in 1..packet.len() {
+            assert_eq!(feed(&[cut]), want, "opcode {opcode:#04x}, cut at {cut}");
+        }
+        // Three pieces: a cut in the header, the extras or the key, and one
+        // in the value.
+        for first in (1..held).step_by(3) {
+            for second in [held, held + 1, held + max / 2, packet.len() - 1] {
+                assert_eq!(
+                    feed(&[first, second]),
+                    want,
+                    "opcode {opcode:#04x}, cuts at {first} and {second}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn binary_value_size_edge() {
     let max = limits().max_value;
