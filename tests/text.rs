@@ -160,6 +160,45 @@ fn every_text_command() {
     assert!(c.closed_within(Duration::from_secs(2)), "quit must close");
 }
 
+/// `verbosity` in every form, as memcached 1.6.18 answers it (its
+/// t/strtol-testing.t sends `verbosity invalid`): rend and a memcached of
+/// its own get the same lines, each followed by a get of a missing key, and
+/// must answer byte for byte alike, as listed here (verified against 1.6.18).
+#[test]
+fn verbosity_forms_as_memcached() {
+    let (mc, rend) = proxy(&[]);
+    let bad = "CLIENT_ERROR bad command line format\r\n";
+    let cases: &[(&str, &str)] = &[
+        ("verbosity invalid", bad),
+        ("verbosity invalid noreply", ""),
+        ("verbosity invalid 2", bad),
+        ("verbosity noreply", ""),
+        ("verbosity -1", bad),
+        ("verbosity 0x10", bad),
+        ("verbosity 5abc", bad),
+        ("verbosity 18446744073709551616", bad),
+        ("verbosity 0", "OK\r\n"),
+        ("verbosity +0", "OK\r\n"),
+        ("verbosity -0", "OK\r\n"),
+        ("verbosity 4294967296", "OK\r\n"),
+        ("verbosity 0 2", "OK\r\n"),
+        ("verbosity  0", "OK\r\n"),
+        ("verbosity 0 noreply", ""),
+        ("verbosity", "ERROR\r\n"),
+        ("verbosity 0 2 3", "ERROR\r\n"),
+        ("verbosity 0 noreply x", "ERROR\r\n"),
+    ];
+    let mut r = rend.connect();
+    let mut m = mc.connect();
+    for (line, want) in cases {
+        let req = format!("{line}\r\nget __sync__\r\n");
+        let from_rend = String::from_utf8_lossy(&r.req(req.as_bytes(), b"END\r\n")).into_owned();
+        let from_mc = String::from_utf8_lossy(&m.req(req.as_bytes(), b"END\r\n")).into_owned();
+        assert_eq!(from_mc, format!("{want}END\r\n"), "memcached, {line:?}");
+        assert_eq!(from_rend, from_mc, "rend, {line:?}");
+    }
+}
+
 #[test]
 fn pipelined_batch_answers_in_order() {
     let (_mc, rend) = proxy(&[]);
