@@ -231,8 +231,10 @@ fn every_binary_opcode() {
     let p = c.packet();
     ok(&p, VERSION, 43);
     assert!(p.value.starts_with(b"1.6.18-rend-"));
+    // memcached 1.6.18 does not serve VERBOSITY: unknown, and the
+    // connection goes on.
     c.send(&bin_req(VERBOSITY, 44, 0, &1u32.to_be_bytes(), &[], &[]));
-    ok(&c.packet(), VERBOSITY, 44);
+    err(&c.packet(), VERBOSITY, 44, 0x81, b"Unknown command");
     c.send(&bin_req(STAT, 45, 0, &[], &[], &[]));
     let mut names = Vec::new();
     loop {
@@ -283,6 +285,40 @@ fn unknown_opcode_is_answered_and_skipped() {
     );
     err(&c.packet(), 0x30, 1, 0x81, b"Unknown command");
     ok(&c.packet(), NOOP, 2);
+}
+
+/// VERBOSITY (0x1b): memcached 1.6.18 answers 0x81 "Unknown command" and
+/// skips the packet's body, plus as many bytes again as its extras and key
+/// (so it stays in step only without them: verified against 1.6.18). rend
+/// answers the same and skips exactly the body, whatever it holds.
+#[test]
+fn verbosity_is_unknown_and_its_body_skipped() {
+    let (_mc, rend) = proxy(&[]);
+    let mut c = rend.connect();
+    let level = 1u32.to_be_bytes();
+    let forms: [(&[u8], &[u8], &[u8]); 6] = [
+        (&level, b"", b""),
+        (b"", b"", b""),
+        (b"", b"", b"value"),
+        (b"", b"key", b""),
+        (&level, b"k", b"vv"),
+        (&[0; 8], b"", b""),
+    ];
+    for (i, (extras, key, value)) in forms.into_iter().enumerate() {
+        let opaque = 10 * i as u32;
+        c.send(
+            &[
+                bin_req(VERBOSITY, opaque, 0, extras, key, value),
+                bin_req(NOOP, opaque + 1, 0, &[], &[], &[]),
+            ]
+            .concat(),
+        );
+        err(&c.packet(), VERBOSITY, opaque, 0x81, b"Unknown command");
+        ok(&c.packet(), NOOP, opaque + 1);
+    }
+    // Still the same connection: it works.
+    c.send(&bin_req(SET, 99, 0, &set_extras(0, 0), b"k", b"v"));
+    ok(&c.packet(), SET, 99);
 }
 
 #[test]
@@ -352,4 +388,83 @@ fn binary_limits() {
     huge[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
     c.send(&huge);
     err(&c.packet(), SET, 5, 0x03, b"Too large.");
+}
+
+/// A SET over the item limit that arrives in several writes, cut inside the
+/// header, the extras, the key or the value: "Too large." (memcached 1.6.18
+/// answers 0x03 and stays in step at every cut), the old value is gone, the
+/// body is discarded as it arrives and the connection goes on.
+#[test]
+fn too_large_set_in_pieces_is_refused_and_swallowed() {
+    let max = 4096;
+    let (_mc, rend) = proxy(&["--max-item-size", &max.to_string()]);
+    let mut c = rend.connect();
+    let key = b"big-key";
+    let value = vec![b'v'; max + 1];
+    let extras = set_extras(0, 0);
+    let packet = bin_req(SET, 0, 0, &extras, key, &value);
+    let (ext_at, key_at, value_at) = (24, 24 + extras.len(), 24 + extras.len() + key.len());
+    // Where the first write ends; `None`: also cut the value once more.
+    let cuts: Vec<(&str, usize)> = vec![
+        ("header", 1),
+        ("header", 11),
+        ("header", 23),
+        ("extras", ext_at),
+        ("extras", ext_at + 3),
+        ("extras", key_at - 1),
+        ("key", key_at),
+        ("key", key_at + 3),
+        ("key", value_at - 1),
+        ("value", value_at),
+        ("value", value_at + 1),
+        ("value", value_at + max / 2),
+        ("value", packet.len() - 1),
+    ];
+    for (i, (part, cut)) in cuts.into_iter().enumerate() {
+        let opaque = 100 + i as u32;
+        let what = format!("cut in the {part} at byte {cut}");
+        c.send(&bin_req(SET, opaque, 0, &extras, key, b"old"));
+        ok(&c.packet(), SET, opaque);
+        let mut p = packet.clone();
+        p[12..16].copy_from_slice(&opaque.to_be_bytes());
+        // Three writes: up to the cut, half of the rest, then the rest with
+        // a GET and a NOOP behind it.
+        let mid = cut + (p.len() - cut) / 2;
+        c.send(&p[..cut]);
+        std::thread::sleep(Duration::from_millis(30));
+        c.send(&p[cut..mid]);
+        std::thread::sleep(Duration::from_millis(30));
+        let mut rest = p[mid..].to_vec();
+        rest.extend(bin_req(GET, opaque + 1000, 0, &[], key, &[]));
+        rest.extend(bin_req(NOOP, opaque + 2000, 0, &[], &[], &[]));
+        c.send(&rest);
+        let reply = c.packet();
+        assert_eq!(
+            (
+                reply.opcode,
+                reply.status,
+                reply.opaque,
+                reply.value.as_slice()
+            ),
+            (SET, 0x03, opaque, &b"Too large."[..]),
+            "{what}: {reply:?}"
+        );
+        err(&c.packet(), GET, opaque + 1000, 0x01, b"Not found");
+        ok(&c.packet(), NOOP, opaque + 2000);
+    }
+    // Trickled a few bytes at a time, the whole packet.
+    c.send(&bin_req(SET, 1, 0, &extras, key, b"old"));
+    ok(&c.packet(), SET, 1);
+    let mut p = packet.clone();
+    p[12..16].copy_from_slice(&2u32.to_be_bytes());
+    for piece in p[..value_at + 64].chunks(5) {
+        c.send(piece);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    c.send(&p[value_at + 64..]);
+    err(&c.packet(), SET, 2, 0x03, b"Too large.");
+    c.send(&bin_req(GET, 3, 0, &[], key, &[]));
+    err(&c.packet(), GET, 3, 0x01, b"Not found");
+    c.send(&bin_req(SET, 4, 0, &extras, key, b"new"));
+    ok(&c.packet(), SET, 4);
 }

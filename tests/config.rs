@@ -6,6 +6,8 @@
 //! These run the real `rend` binary, mostly with `--print-config`, which
 //! prints the effective configuration and exits before anything starts.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -675,14 +677,31 @@ fn invalid_values_stop_rend_before_anything_starts() {
     }
 }
 
+/// memcached's `curr_connections`, asked on `c`.
+fn curr_connections(c: &mut common::Conn) -> u64 {
+    let stats = String::from_utf8(c.req(b"stats\r\n", b"END\r\n")).unwrap();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("STAT curr_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no curr_connections in {stats}"))
+}
+
 #[test]
 fn settings_from_file_and_environment_take_effect() {
-    // rend really runs with them: its start-up line reports them.
+    // rend really runs with them: each one shows in what rend does, with a
+    // real memcached as its L1.
+    let mc = common::Memcached::start();
+    let mut m = mc.connect();
+    let before = curr_connections(&mut m);
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
         "rend.toml",
-        "orca = \"l1-only\"\nl1 = \"127.0.0.1:1\"\nl1-conns = 3\nmax-conns = 77\nlisten = \"127.0.0.1:1\"\nmetrics-listen = \"off\"\n",
+        &format!(
+            "orca = \"l1-only\"\nl1 = \"{}\"\nthreads = 1\nl1-conns = 3\nmax-conns = 2\nmax-item-size = 50\nlisten = \"127.0.0.1:1\"\nmetrics-listen = \"off\"\n",
+            mc.l1_arg()
+        ),
     );
     let mut cmd = Command::new(REND);
     for (name, _) in std::env::vars_os() {
@@ -694,6 +713,7 @@ fn settings_from_file_and_environment_take_effect() {
         .args(["--config", &file])
         .env("REND_LISTEN", "127.0.0.1:0")
         .env("REND_CHUNKED", "true")
+        .env("REND_MAX_ITEM_SIZE", "1000")
         .env("RUST_LOG", "info")
         .current_dir(dir.path())
         .stdin(Stdio::null())
@@ -701,33 +721,71 @@ fn settings_from_file_and_environment_take_effect() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rend");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let stderr = child.stderr.take().unwrap();
+    let _child = Kill(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut log = String::new();
+        let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            log.push_str(&line);
-            log.push('\n');
-            if line.contains("listening on") {
-                break;
+            eprintln!("[rend] {line}");
+            if let Some(i) = line.find("listening on ") {
+                if let Some(tx) = tx.take() {
+                    let addr = line[i + 13..].split_whitespace().next().unwrap_or("");
+                    let _ = tx.send(addr.to_string());
+                }
             }
         }
-        let _ = tx.send(log);
     });
-    let log = rx.recv_timeout(Duration::from_secs(15));
-    let _ = child.kill();
-    let _ = child.wait();
-    let log = log.expect("rend did not start");
-    for want in [
-        "orca=L1Only",
-        "l1=127.0.0.1:1",
-        "l1_conns=3",
-        "max_conns=77",
-        "chunked=true",
-        "listening on 127.0.0.1:",
-    ] {
-        assert!(log.contains(want), "{want} not in:\n{log}");
-    }
-    assert!(!log.contains("listening on 127.0.0.1:1\n"), "{log}");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("rend did not start");
+    // listen: the environment's port 0 beat the file's port 1.
+    assert!(
+        addr.starts_with("127.0.0.1:") && addr != "127.0.0.1:1",
+        "{addr}"
+    );
+    let mut a = common::Conn::tcp(&addr);
+    // max-item-size: the environment's 1000 beat the file's 50.
+    let v = "v".repeat(1000);
+    assert_eq!(
+        a.line(format!("set k 7 0 1000\r\n{v}\r\n").as_bytes()),
+        "STORED\r\n"
+    );
+    let too_big = "v".repeat(1001);
+    assert_eq!(
+        a.line(format!("set big 0 0 1001\r\n{too_big}\r\n").as_bytes()),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    // l1 and chunked: the value is in this memcached, as Rend's chunks.
+    let meta = m.req(b"get k-meta\r\n", b"END\r\n");
+    assert!(meta.starts_with(b"VALUE k-meta 0 40\r\n"), "{meta:?}");
+    let chunk = m.req(b"get k-0\r\n", b"END\r\n");
+    assert!(chunk.starts_with(b"VALUE k-0 "), "{chunk:?}");
+    assert_eq!(m.req(b"get k\r\n", b"END\r\n"), b"END\r\n");
+    // orca l1-only: no L2 (the default --l2-path, ./rend-data, is never made).
+    assert!(!dir.path().join("rend-data").exists(), "L2 opened");
+    // threads 1 times l1-conns 3: three connections to memcached.
+    let mut seen = 0;
+    let three = common::wait_for(Duration::from_secs(5), || {
+        seen = curr_connections(&mut m);
+        seen == before + 3
+    });
+    assert!(
+        three.is_ok(),
+        "memcached has {seen} connections, {before} before rend"
+    );
+    // max-conns 2: a third client is turned away.
+    let mut b = common::Conn::tcp(&addr);
+    assert!(b.line(b"version\r\n").starts_with("VERSION"));
+    let mut c = common::Conn::tcp(&addr);
+    assert!(c.closed_within(Duration::from_secs(3)));
+    assert_eq!(c.buf, b"ERROR Too many open connections\r\n");
 }

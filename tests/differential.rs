@@ -1,4 +1,4 @@
-//! Differential test (DESIGN §2, §8): one seeded random stream of text and
+//! Differential test (DESIGN §8): one seeded random stream of text and
 //! binary commands goes, in lockstep, to memcached 1.6.18 directly (the
 //! reference, "A") and to rend `--orca l1-only` in front of a second memcached
 //! started with the same flags ("B"); also with rend `--chunked` and
@@ -6,8 +6,8 @@
 //! memcached's item limit runs first). Every reply must match the reference
 //! byte for byte, except that cas values are compared by pattern (a bijection
 //! between A's cas values and rend's), and except for the requests matched by
-//! the allow-list below, which is the executable form of DESIGN §2's list of
-//! deliberate differences.
+//! the allow-list below, which is the executable form of the README's list of
+//! deliberate differences ("Where rend deliberately differs from memcached").
 //!
 //! Two-tier (`Mode`): the same stream against rend `--orca l1-l2` (L2 in a
 //! temp dir, memcached B its L1), on its main port (plain and `--chunked`) and
@@ -54,57 +54,56 @@ use rand::{Rng, SeedableRng};
 // ============================================================================
 // THE ALLOW-LIST: rend's deliberate differences from memcached 1.6.18.
 //
-// This is a closed list (DESIGN §2): a request matched by none of these
-// predicates must get exactly the reference's reply (cas values by pattern),
-// and any other divergence fails the test. Each predicate is a test on the
-// request bytes alone (AboveMemcachedLimit also on the stream's bound on the
-// value a key holds), names the DESIGN §2 bullet it stands for, says how the
-// test treats a matching request (`Handling`), and says what rend must answer
-// instead (`Allowed::check_rend`). When several match, the first in
+// This is a closed list, the README's "Where rend deliberately differs from
+// memcached" (items 1-7, cited below as "README n"): a request matched by none
+// of these predicates must get exactly the reference's reply (cas values by
+// pattern), and any other divergence fails the test. Each predicate is a test
+// on the request bytes alone (AboveMemcachedLimit also on the stream's bound
+// on the value a key holds), names the README item it stands for, says how
+// the test treats a matching request (`Handling`), and says what rend must
+// answer instead (`Allowed::check_rend`). When several match, the first in
 // `Allowed::ALL` names the request.
 //
-//  predicate           DESIGN §2 bullet                         handling
+//  predicate           README item                              handling
 //  ------------------  ---------------------------------------  -------------------------------
-//  BadLengthCloses     "<bytes> negative or not a number:       not sent to the reference;
+//  BadLengthCloses     3: "<bytes> negative or not a number:    not sent to the reference;
 //                       the error reply, then close"             rend: CLIENT_ERROR, then EOF
-//  SwallowedDataBlock  "storage command rejected after its      reference gets the command line
+//  SwallowedDataBlock  1: "storage command refused after its     reference gets the command line
 //                       <bytes> parsed (key too long, bad        only (its data block withheld,
 //                       flags or exptime): data block            since memcached would run it as
-//                       swallowed"                               a command); replies compared
-//  Strict32Bit         "flags must fit in 32 bits and exptime   not sent to the reference (it
-//                       in a signed 32-bit integer" (storage,    would store/touch/flush with a
-//                       touch, gat/gats, flush_all delay)        wrapped value); rend: CLIENT_ERROR
-//  BoundedInput        "bounded everything: a command line      not sent to the reference;
-//                       without a newline past 2048 bytes        rend closes without a reply
-//                       (non-get) closes"
-//  VersionString       "things memcached does not have: the     sent to both, not compared;
-//                       version string" (1.6.18-rend-<semver>)   rend: VERSION 1.6.18-rend-…
-//  ProxyStats          "… stats with the proxy's counters"      sent to both, not compared;
+//                       discarded"                               a command); replies compared
+//  Strict32Bit         2: "flags must fit in 32 bits and         not sent to the reference (it
+//                       exptimes in a signed 32-bit integer"     would store/touch/flush with a
+//                       (storage, touch, gat/gats, flush_all     wrapped value); rend: CLIENT_ERROR
+//                       delay)
+//  BoundedInput        7: "a non-get command line longer than    not sent to the reference (it
+//                       2048 bytes closes, also when its         would run the line); rend closes
+//                       newline has arrived" (complete lines     without a reply. Bytes with no
+//                       only); a get or gets line of any         newline past 2048 are not on the
+//                       length is compared                       list: both close, compared
+//  VersionString       4: "version answers                      sent to both, not compared;
+//                       VERSION 1.6.18-rend-<version>"           rend: VERSION 1.6.18-rend-…
+//  ProxyStats          4: "stats reports the proxy's counters"  sent to both, not compared;
 //                                                                rend: its own pid and version
-//  GetE                "… GETE/GETEQ" (l1-only answers 0x81;     l1-only: not sent to the reference
-//                       §3: l1-l2 answers from L2)               (memcached loses sync on it);
+//  GetE                4: "Rend's GETE/GETEQ (in l1-only         l1-only: not sent to the reference
+//                       answered 0x81)"                          (memcached loses sync on it);
 //                                                                l1-l2: the reference gets the
 //                                                                same packet as GET/GETQ, rend's
 //                                                                reply (its expiry checked, then
 //                                                                cut from its extras) compared
-//  BinaryVerbosity     "Binary: every opcode memcached 1.6      not sent to the reference
-//                       serves (… verbosity …)": 1.6.18 does     (1.6.18 treats 0x1b as unknown
-//                       not implement 0x1b                       and loses sync); rend: OK
-//  UnknownBinaryOpcode "… unknown binary opcodes answered 0x81  not sent to the reference
-//                       with the body swallowed and the          (memcached loses sync when the
-//                       connection kept"                         packet carries a key/extras);
-//                                                                rend: 0x81, then in step
-//  AboveMemcached-     "… values above memcached's limit in      sent to both, not compared; then
-//   Limit               chunked mode" (only with --chunked;      the key is deleted on both sides;
-//                       the one predicate that also looks at     rend: a storage outcome (STORED
-//                       the test's bound on the value a key      for a set), never "too large";
-//                       may hold, for append/prepend); and       reference: too large/NOT_STORED/…
-//                       l1-l2: "--max-item-size counts value
-//                       bytes" + "a value L2 accepts but L1
-//                       refuses is stored in L2 only" (§2), so
-//                       rend's flat 1,048,516-byte limit takes
-//                       what memcached refuses for a longer key
-//                       or nonzero flags
+//  UnknownBinaryOpcode 5: "an opcode memcached does not serve   not sent to the reference
+//                       (VERBOSITY 0x1b among them): 0x81,       (memcached loses sync when the
+//                       exactly its body skipped" (packets       packet carries a key/extras);
+//                       with extras or a key; without them       rend: 0x81, then in step
+//                       memcached stays in step: compared)
+//  AboveMemcached-     6: "values up to --max-item-size          set/add/replace/cas: the reference
+//   Limit               whatever the key length and flags, in    gets it with a 1-byte data block,
+//                       --chunked mode and in l1-l2" (the one    replies compared; append/prepend:
+//                       predicate that also looks at the         not sent, rend's reply checked
+//                       test's bound on the value a key may      against memcached's rule for a
+//                       hold, for append/prepend)                join (`check_join`); then rend's
+//                                                                value read back, and the key
+//                                                                deleted on both sides
 // ============================================================================
 
 /// One deliberate difference: a named predicate on requests.
@@ -120,7 +119,8 @@ enum Allowed {
     /// flush_all delay) that is a number outside i32: memcached truncates or
     /// wraps, rend refuses.
     Strict32Bit,
-    /// A non-get text command line longer than 2048 bytes: rend closes the
+    /// A complete non-get text command line (its newline sent with it) longer
+    /// than 2048 bytes, which memcached runs and rend refuses by closing the
     /// connection. (A get or gets line of any length is compared.)
     BoundedInput,
     /// Text `version`, binary VERSION (no body).
@@ -129,11 +129,9 @@ enum Allowed {
     ProxyStats,
     /// Binary GETE 0x40 / GETEQ 0x41.
     GetE,
-    /// Binary VERBOSITY 0x1b.
-    BinaryVerbosity,
-    /// A binary opcode memcached 1.6.18 does not dispatch, whose packet
-    /// carries extras or a key (with only a value, memcached stays in step and
-    /// the replies are compared).
+    /// A binary opcode memcached 1.6.18 does not dispatch (VERBOSITY 0x1b
+    /// included), whose packet carries extras or a key (with only a value,
+    /// memcached stays in step and the replies are compared).
     UnknownBinaryOpcode,
     /// Chunked or l1-l2 mode only: a storage request whose item memcached
     /// -I 1m would refuse as too large while rend's own limit (1 MiB of value
@@ -155,9 +153,18 @@ enum Handling {
     DataBlockWithheld,
     /// Sent to both; replies not compared; each side's checked for its shape.
     NotCompared,
-    /// Sent to both; replies not compared but checked; then the key is
-    /// deleted on both sides, so that both go on from one state.
-    NotComparedThenDropped,
+    /// A storage request above memcached's item limit. A set, add, replace
+    /// or cas goes to the reference with a one-byte data block, which
+    /// memcached answers as it would the request without its limit (the
+    /// key's state and the cas decide, not the value's size), and the
+    /// replies are compared byte for byte. An append or prepend is not sent
+    /// (joined to the key's value even one byte may pass memcached's limit):
+    /// rend's reply is checked against memcached's rule for joins, with the
+    /// key's item read from the reference before (`Run::check_join`). Then
+    /// rend's value is read back and must be what the outcome says (the
+    /// value written, the joined one, or the old one untouched), and the key
+    /// is deleted on both sides, which hold different values under it.
+    AsWithoutMemcachedLimit,
     /// l1-l2 GETE/GETEQ: the reference gets the same packet as GET/GETQ
     /// (memcached has no GETE); rend's reply is checked (GETE's opcode, an
     /// expiry that has not passed), then compared with the reference's as the
@@ -167,7 +174,7 @@ enum Handling {
 
 impl Allowed {
     /// In precedence order.
-    const ALL: [Allowed; 10] = [
+    const ALL: [Allowed; 9] = [
         Allowed::BadLengthCloses,
         Allowed::SwallowedDataBlock,
         Allowed::Strict32Bit,
@@ -175,23 +182,23 @@ impl Allowed {
         Allowed::VersionString,
         Allowed::ProxyStats,
         Allowed::GetE,
-        Allowed::BinaryVerbosity,
         Allowed::UnknownBinaryOpcode,
         Allowed::AboveMemcachedLimit,
     ];
 
+    /// The README item ("Where rend deliberately differs from memcached")
+    /// the predicate stands for.
     fn bullet(self) -> &'static str {
         match self {
-            Allowed::BadLengthCloses => "§2: a <bytes> field that is negative or not a number: the error reply, then close",
-            Allowed::SwallowedDataBlock => "§2: a storage command rejected after its <bytes> parsed has its data block swallowed",
-            Allowed::Strict32Bit => "§2: flags must fit in 32 bits and exptime in a signed 32-bit integer",
-            Allowed::BoundedInput => "§2: bounded everything (2048-byte non-get lines)",
-            Allowed::VersionString => "§2: things memcached does not have: the version string",
-            Allowed::ProxyStats => "§2: things memcached does not have: stats with the proxy's counters",
-            Allowed::GetE => "§2: things memcached does not have: GETE/GETEQ",
-            Allowed::UnknownBinaryOpcode => "§2: things memcached does not have: unknown binary opcodes answered 0x81, body swallowed, connection kept",
-            Allowed::BinaryVerbosity => "§2 Binary: verbosity is served (memcached 1.6.18 lacks 0x1b)",
-            Allowed::AboveMemcachedLimit => "§2: things memcached does not have: values above memcached's limit in chunked mode; in l1-l2 the limit counts value bytes only and L2 keeps what L1 refuses",
+            Allowed::BadLengthCloses => "README 3: a <bytes> field that is negative or not a number: the error reply, then close",
+            Allowed::SwallowedDataBlock => "README 1: a storage command refused after its <bytes> parsed has its data block discarded",
+            Allowed::Strict32Bit => "README 2: flags must fit in 32 bits and exptimes in a signed 32-bit integer",
+            Allowed::BoundedInput => "README 7: a complete non-get line over 2048 bytes closes",
+            Allowed::VersionString => "README 4: what memcached does not have: the version string",
+            Allowed::ProxyStats => "README 4: what memcached does not have: stats with the proxy's counters",
+            Allowed::GetE => "README 4: what memcached does not have: GETE/GETEQ",
+            Allowed::UnknownBinaryOpcode => "README 5: an opcode memcached does not serve: 0x81, exactly its body skipped, connection kept",
+            Allowed::AboveMemcachedLimit => "README 6: values up to --max-item-size whatever the key and flags, in chunked mode and in l1-l2",
         }
     }
 
@@ -200,13 +207,12 @@ impl Allowed {
             Allowed::GetE if mode.two_tier() => Handling::ComparedAsGet,
             Allowed::SwallowedDataBlock => Handling::DataBlockWithheld,
             Allowed::VersionString | Allowed::ProxyStats => Handling::NotCompared,
-            Allowed::AboveMemcachedLimit => Handling::NotComparedThenDropped,
+            Allowed::AboveMemcachedLimit => Handling::AsWithoutMemcachedLimit,
             Allowed::BadLengthCloses
             | Allowed::Strict32Bit
             | Allowed::BoundedInput
             | Allowed::GetE
-            | Allowed::UnknownBinaryOpcode
-            | Allowed::BinaryVerbosity => Handling::NotSentToReference,
+            | Allowed::UnknownBinaryOpcode => Handling::NotSentToReference,
         }
     }
 
@@ -253,16 +259,10 @@ impl Allowed {
                     _ => false,
                 }
             }
-            Allowed::BoundedInput => {
-                let is_get = matches!(verb, b"get" | b"gets");
-                line.len() > 2048 && !is_get
-            }
+            Allowed::BoundedInput => long_complete_line(req),
             Allowed::VersionString => verb == b"version",
             Allowed::ProxyStats => verb == b"stats",
-            Allowed::GetE
-            | Allowed::UnknownBinaryOpcode
-            | Allowed::BinaryVerbosity
-            | Allowed::AboveMemcachedLimit => false,
+            Allowed::GetE | Allowed::UnknownBinaryOpcode | Allowed::AboveMemcachedLimit => false,
         }
     }
 
@@ -274,7 +274,6 @@ impl Allowed {
             Allowed::VersionString => h.opcode == op::VERSION && h.bodylen == 0,
             Allowed::ProxyStats => h.opcode == op::STAT && h.extlen == 0 && h.bodylen == h.keylen,
             Allowed::GetE => matches!(h.opcode, op::GETE | op::GETEQ),
-            Allowed::BinaryVerbosity => h.opcode == op::VERBOSITY,
             Allowed::UnknownBinaryOpcode => {
                 !memcached_dispatches(h.opcode)
                     && (h.extlen > 0 || h.keylen > 0)
@@ -385,16 +384,15 @@ impl Allowed {
                 Ok(())
             }
             Allowed::GetE if mode.two_tier() => check_gete(step, reply),
-            Allowed::GetE | Allowed::UnknownBinaryOpcode | Allowed::BinaryVerbosity => {
+            Allowed::GetE | Allowed::UnknownBinaryOpcode => {
                 let p = packets(reply);
                 let h = Header::parse(&step.req_r).ok_or("no header")?;
                 let first_ok = p.first().is_some_and(|f| {
-                    let common = f.magic == 0x81 && f.opcode == h.opcode && f.opaque == opaque;
-                    if self == Allowed::BinaryVerbosity {
-                        common && f.status == 0 && f.body_len == 0
-                    } else {
-                        common && f.status == 0x81 && f.value == b"Unknown command"
-                    }
+                    f.magic == 0x81
+                        && f.opcode == h.opcode
+                        && f.opaque == opaque
+                        && f.status == 0x81
+                        && f.value == b"Unknown command"
                 });
                 // The NOOP sent after it must be answered: the stream stayed in step.
                 let in_step = p.len() == 2 && p[1].opcode == op::NOOP && p[1].opaque == NOOP_OPAQUE;
@@ -402,20 +400,9 @@ impl Allowed {
                     .then_some(())
                     .ok_or_else(|| format!("rend answered {}", show(reply)))
             }
-            Allowed::AboveMemcachedLimit => {
-                // What memcached without its limit would answer: a storage
-                // outcome, and for a plain set, stored.
-                let plain_set = match step.proto {
-                    Proto::Text => tokens(first_line(&step.req_r))[0] == b"set",
-                    Proto::Binary => Header::parse(&step.req_r)
-                        .is_some_and(|h| matches!(h.opcode, op::SET | op::SETQ) && h.cas == 0),
-                };
-                let outcome = storage_outcome(step, reply, false)?;
-                if plain_set && outcome != StoreOutcome::Stored {
-                    return Err(format!("rend did not store a set: {}", show(reply)));
-                }
-                Ok(())
-            }
+            // Compared with the reference's answer to the request without
+            // memcached's limit, then read back (`Run::check_read_back`).
+            Allowed::AboveMemcachedLimit => Ok(()),
         }
     }
 
@@ -423,7 +410,6 @@ impl Allowed {
     /// still have memcached's shape (so the test knows what it skipped).
     fn check_reference(self, step: &Step, reply: &[u8]) -> Result<(), String> {
         match (self, step.proto) {
-            (Allowed::AboveMemcachedLimit, _) => storage_outcome(step, reply, true).map(|_| ()),
             (Allowed::VersionString, Proto::Text) => (reply == b"VERSION 1.6.18\r\n")
                 .then_some(())
                 .ok_or_else(|| format!("reference version {}", show(reply))),
@@ -594,6 +580,155 @@ fn storage_outcome(step: &Step, reply: &[u8], too_large_ok: bool) -> Result<Stor
     Ok(outcome)
 }
 
+/// An item as a binary GET shows it.
+#[derive(Clone, Debug)]
+struct Held {
+    flags: u32,
+    data: Vec<u8>,
+    cas: u64,
+}
+
+/// What `c` holds under `key` (a binary GET), if anything.
+fn held_via(c: &mut Conn, key: &[u8]) -> Option<Held> {
+    c.send(&bin_req(op::GET, 0, 0, &[], key, &[]));
+    let p = c.packet();
+    match p.status {
+        0 => Some(Held {
+            flags: u32::from_be_bytes(p.extras[..4].try_into().expect("flags")),
+            data: p.value,
+            cas: p.cas,
+        }),
+        1 => None,
+        _ => panic!("reading {} back: {p:?}", show(key)),
+    }
+}
+
+/// What memcached `mc` holds under `key`, asked on a fresh connection.
+fn held(mc: &Memcached, key: &[u8]) -> Option<Held> {
+    held_via(&mut mc.connect(), key)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StoreVerb {
+    Set,
+    Add,
+    Replace,
+    Append,
+    Prepend,
+    Cas,
+}
+
+/// A storage request's parts, text or binary.
+struct StoreReq {
+    verb: StoreVerb,
+    key: Vec<u8>,
+    /// The flags it stores (0 for append/prepend, which keep the item's).
+    flags: u32,
+    /// The cas it must match (0: none).
+    cas: u64,
+    data: Vec<u8>,
+}
+
+impl StoreReq {
+    fn parse(proto: Proto, req: &[u8]) -> Option<StoreReq> {
+        match proto {
+            Proto::Text => {
+                let line = first_line(req);
+                let t = tokens(line);
+                let s = StorageLine::parse(&t)?;
+                let verb = match t[0] {
+                    b"set" => StoreVerb::Set,
+                    b"add" => StoreVerb::Add,
+                    b"replace" => StoreVerb::Replace,
+                    b"append" => StoreVerb::Append,
+                    b"prepend" => StoreVerb::Prepend,
+                    _ => StoreVerb::Cas,
+                };
+                let n = usize::try_from(dec_u64(s.bytes)?).ok()?;
+                let from = req.iter().position(|&b| b == b'\n')? + 1;
+                Some(StoreReq {
+                    verb,
+                    key: s.key.to_vec(),
+                    flags: u32::try_from(dec_u64(s.flags)?).ok()?,
+                    cas: s.cas.map_or(Some(0), dec_u64)?,
+                    data: req.get(from..from + n)?.to_vec(),
+                })
+            }
+            Proto::Binary => {
+                let h = Header::parse(req)?;
+                let body = req.get(24..24 + h.bodylen)?;
+                let (verb, flags) = match h.opcode {
+                    op::APPEND | op::APPENDQ => (StoreVerb::Append, 0),
+                    op::PREPEND | op::PREPENDQ => (StoreVerb::Prepend, 0),
+                    o @ (op::SET | op::SETQ | op::ADD | op::ADDQ | op::REPLACE | op::REPLACEQ)
+                        if h.extlen == 8 =>
+                    {
+                        let verb = match o {
+                            op::SET | op::SETQ => StoreVerb::Set,
+                            op::ADD | op::ADDQ => StoreVerb::Add,
+                            _ => StoreVerb::Replace,
+                        };
+                        (verb, u32::from_be_bytes(body[..4].try_into().ok()?))
+                    }
+                    _ => return None,
+                };
+                Some(StoreReq {
+                    verb,
+                    key: body.get(h.extlen..h.extlen + h.keylen)?.to_vec(),
+                    flags,
+                    cas: h.cas,
+                    data: body.get(h.extlen + h.keylen..)?.to_vec(),
+                })
+            }
+        }
+    }
+
+    fn joins(&self) -> bool {
+        matches!(self.verb, StoreVerb::Append | StoreVerb::Prepend)
+    }
+
+    /// `req` (this request) with `data` as its data block.
+    fn with_data(&self, proto: Proto, req: &[u8], data: &[u8]) -> Vec<u8> {
+        match proto {
+            Proto::Text => {
+                let t = tokens(first_line(req));
+                let len = data.len().to_string();
+                let mut line: Vec<&[u8]> = t.clone();
+                line[4] = len.as_bytes();
+                let mut out = line.join(&b' ');
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+                out
+            }
+            Proto::Binary => {
+                let h = Header::parse(req).expect("a header");
+                let head_len = 24 + h.extlen + h.keylen;
+                let mut out = req[..head_len].to_vec();
+                let body = (h.extlen + h.keylen + data.len()) as u32;
+                out[8..12].copy_from_slice(&body.to_be_bytes());
+                out.extend_from_slice(data);
+                out
+            }
+        }
+    }
+}
+
+/// A complete text command line (its newline is in `req`) longer than 2048
+/// bytes before that newline, that memcached does not take for a multi-get
+/// (at most 100 spaces, then "get " or "gets "): memcached runs it, rend
+/// closes the connection (README 7).
+fn long_complete_line(req: &[u8]) -> bool {
+    let Some(end) = req.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let line = &req[..end];
+    let spaces = line.iter().take_while(|&&b| b == b' ').count();
+    let rest = &line[spaces..];
+    let get = spaces <= 100 && (rest.starts_with(b"get ") || rest.starts_with(b"gets "));
+    end > 2048 && !get
+}
+
 /// The largest item memcached -I 1m stores, and its size for a value: the
 /// item header (48 bytes), the key and its NUL, 4 bytes of flags unless they
 /// are 0, the value and its CRLF, the cas (measured against 1.6.18: a 1-byte
@@ -605,11 +740,11 @@ fn memcached_item_size(key_len: usize, flags: bool, value_len: usize) -> usize {
 
 /// rend's value limit with --chunked (its default).
 const CHUNKED_MAX_VALUE: usize = 1 << 20;
-/// rend's value limit without --chunked (its default, DESIGN §2: what
+/// rend's value limit without --chunked (its default, README "Limits": what
 /// memcached -I 1m stores for a 1-byte key and flags 0). It counts value
 /// bytes only; in l1-l2 L2 applies it, so a value memcached would refuse for
-/// its longer key or nonzero flags is kept in L2 (§2: "a value L2 accepts but
-/// L1 refuses is stored in L2 only and served from there").
+/// its longer key or nonzero flags is kept in L2 (README 6: "a value L2
+/// accepts but L1 refuses lives in L2 alone and is served from there").
 const PLAIN_MAX_VALUE: usize = 1_048_516;
 
 /// The opcodes memcached 1.6.18's binary dispatch knows (SASL included: it
@@ -903,7 +1038,6 @@ struct Pkt {
     opcode: u8,
     status: u16,
     opaque: u32,
-    body_len: usize,
     key: Vec<u8>,
     value: Vec<u8>,
 }
@@ -925,7 +1059,6 @@ fn packets(buf: &[u8]) -> Vec<Pkt> {
             opcode: h.opcode,
             status: h.status,
             opaque: h.opaque,
-            body_len: h.bodylen,
             key: body[key_start..key_end].to_vec(),
             value: body[key_end..].to_vec(),
         });
@@ -1375,8 +1508,20 @@ impl<'a> Run<'a> {
             *self.fired.entry(a).or_default() += 1;
         }
         let handling = allowed.map(|a| a.handling(self.mode));
+        // AboveMemcachedLimit: what the reference holds under the key before
+        // (the same as rend, as every earlier step was compared).
+        let before = match (handling, &step.above_limit) {
+            (Some(Handling::AsWithoutMemcachedLimit), Some(key)) => Some(held(self.mc_a, key)),
+            _ => None,
+        };
         let to_ref = match handling {
             Some(Handling::NotSentToReference) => None,
+            Some(Handling::AsWithoutMemcachedLimit) => {
+                let req = StoreReq::parse(step.proto, &step.req_a).expect("a storage request");
+                // A join's outcome hangs on the joined size, which a small
+                // data block does not change: see `check_join`.
+                (!req.joins()).then(|| step.wire(&req.with_data(step.proto, &step.req_a, b"x")))
+            }
             Some(Handling::ComparedAsGet) => Some(step.wire(&gete_as_get(&step.req_a))),
             Some(Handling::DataBlockWithheld) => {
                 assert_eq!(
@@ -1427,6 +1572,19 @@ impl<'a> Run<'a> {
             let a = a.as_ref().expect("sent to the reference");
             self.compare(i, &step, a, &r);
             self.note_arith_result(&step, &a.reply);
+        } else if let (Some(Handling::AsWithoutMemcachedLimit), Some(before)) = (handling, &before)
+        {
+            match &a {
+                Some(a) => self.compare(i, &step, a, &r),
+                None => {
+                    if let Err(e) = self.check_join(&step, &r, before.as_ref()) {
+                        self.fail(i, &step, &e, None, &r);
+                    }
+                }
+            }
+            if let Err(e) = self.check_read_back(&step, &r.reply, before.clone()) {
+                self.fail(i, &step, &e, a.as_ref(), &r);
+            }
         } else if handling == Some(Handling::ComparedAsGet) {
             let a = a.as_ref().expect("sent to the reference");
             let r = Outcome {
@@ -1448,7 +1606,8 @@ impl<'a> Run<'a> {
                 self.fail(i, &step, "a side is out of step", a.as_ref(), &r);
             }
         }
-        if let (Some(Handling::NotComparedThenDropped), Some(key)) = (handling, &step.above_limit) {
+        if let (Some(Handling::AsWithoutMemcachedLimit), Some(key)) = (handling, &step.above_limit)
+        {
             self.drop_key(key);
         }
         if step.closes
@@ -1463,6 +1622,138 @@ impl<'a> Run<'a> {
         if self.recent.len() > 6 {
             self.recent.pop_front();
         }
+    }
+
+    /// After an `AboveMemcachedLimit` request: what rend now holds under the
+    /// key (read on a fresh connection) must be what its reply says it did
+    /// with `before`, the value the key held: a stored set, add, replace or
+    /// cas holds the request's flags and data; a stored append or prepend
+    /// the old flags and the joined data; anything else left `before` as it
+    /// was.
+    fn check_read_back(
+        &self,
+        step: &Step,
+        reply: &[u8],
+        before: Option<Held>,
+    ) -> Result<(), String> {
+        let req = StoreReq::parse(step.proto, &step.req_r).ok_or("not a storage request")?;
+        let outcome = storage_outcome(step, reply, true)?;
+        let before = before.map(|h| (h.flags, h.data));
+        let want = match (outcome, req.verb, before.clone()) {
+            (StoreOutcome::Stored, StoreVerb::Append, Some((flags, old))) => {
+                Some((flags, [old, req.data.clone()].concat()))
+            }
+            (StoreOutcome::Stored, StoreVerb::Prepend, Some((flags, old))) => {
+                Some((flags, [req.data.clone(), old].concat()))
+            }
+            (StoreOutcome::Stored, StoreVerb::Append | StoreVerb::Prepend, None) => {
+                return Err("an append or prepend stored on a missing key".into());
+            }
+            (StoreOutcome::Stored, _, _) => Some((req.flags, req.data.clone())),
+            _ => before,
+        };
+        let mut c = self.mode.connect(self.rend);
+        let got = held_via(&mut c, &req.key).map(|h| (h.flags, h.data));
+        if got == want {
+            return Ok(());
+        }
+        let brief = |v: &Option<(u32, Vec<u8>)>| match v {
+            Some((flags, data)) => format!("flags {flags}, {} bytes", data.len()),
+            None => "nothing".into(),
+        };
+        if let (Some((_, g)), Some((_, w))) = (&got, &want) {
+            if let Some(at) = g.iter().zip(w).position(|(a, b)| a != b) {
+                return Err(format!(
+                    "after {outcome:?}, rend holds {} under the key, as it should, but its bytes differ from byte {at}",
+                    brief(&got)
+                ));
+            }
+        }
+        Err(format!(
+            "after {outcome:?}, rend holds {} under the key, not {}",
+            brief(&got),
+            brief(&want)
+        ))
+    }
+
+    /// An `AboveMemcachedLimit` append or prepend, which the reference cannot
+    /// answer for rend (a small data block joined to a value near memcached's
+    /// limit still passes it): rend's reply must be what memcached answers
+    /// for a join with rend's limit in place of its own (verified against
+    /// 1.6.18): `before` (the key's item, the same on both sides) missing:
+    /// not stored; a cas given that is not the item's: exists; the joined
+    /// value past rend's limit: not stored (memcached's answer to a join it
+    /// cannot allocate); otherwise stored. Text: that line, or nothing with
+    /// noreply; binary: the status with memcached's message, or a success
+    /// with an empty body (nothing at all for a quiet one); in step.
+    fn check_join(&self, step: &Step, r: &Outcome, before: Option<&Held>) -> Result<(), String> {
+        let req = StoreReq::parse(step.proto, &step.req_a).ok_or("not a storage request")?;
+        let limit = self.value_limit.ok_or("no limit of rend's own")?;
+        let want = match before {
+            None => StoreOutcome::NotStored,
+            Some(h) if req.cas != 0 && req.cas != h.cas => StoreOutcome::Exists,
+            Some(h) if h.data.len() + req.data.len() > limit => StoreOutcome::NotStored,
+            Some(_) => StoreOutcome::Stored,
+        };
+        if r.incomplete || !r.extra.is_empty() || r.closed {
+            return Err(format!("rend is out of step after a join (want {want:?})"));
+        }
+        let bad = || {
+            Err(format!(
+                "want {want:?} for the join ({} bytes before)",
+                before.map_or(0, |h| h.data.len())
+            ))
+        };
+        match step.proto {
+            Proto::Text => {
+                let noreply = tokens(first_line(&step.req_r)).last() == Some(&&b"noreply"[..]);
+                let line: &[u8] = match want {
+                    _ if noreply => b"",
+                    StoreOutcome::Stored => b"STORED\r\n",
+                    StoreOutcome::Exists => b"EXISTS\r\n",
+                    _ => b"NOT_STORED\r\n",
+                };
+                let sync: &[u8] = if step.shape == Shape::UntilSync {
+                    b"END\r\n"
+                } else {
+                    b""
+                };
+                if r.reply != [line, sync].concat() {
+                    return bad();
+                }
+            }
+            Proto::Binary => {
+                let h = Header::parse(&step.req_r).ok_or("no header")?;
+                let mut p = packets(&r.reply);
+                if step.shape == Shape::UntilNoop {
+                    match p.pop() {
+                        Some(n) if n.opcode == op::NOOP && n.opaque == NOOP_OPAQUE => {}
+                        _ => return bad(),
+                    }
+                }
+                let (status, body): (u16, &[u8]) = match want {
+                    StoreOutcome::Stored => (0, b""),
+                    StoreOutcome::Exists => (2, b"Data exists for key."),
+                    _ => (5, b"Not stored."),
+                };
+                let quiet_success = status == 0 && op::is_quiet(h.opcode);
+                let ok = match &p[..] {
+                    [] => quiet_success,
+                    [f] => {
+                        !quiet_success
+                            && f.magic == 0x81
+                            && (f.opcode, f.opaque, f.status) == (h.opcode, h.opaque, status)
+                            && f.key.is_empty()
+                            && f.value == body
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return bad();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Delete `key` on both sides (each on a fresh connection), replies not
@@ -2068,7 +2359,8 @@ impl<'a> Run<'a> {
             862..=865 => Step::text("text version", b"version\r\n".to_vec(), Shape::Line),
             866..=869 => Step::text("text stats", b"stats\r\n".to_vec(), Shape::Stats),
             870..=871 => Step::text("text quit", b"quit\r\n".to_vec(), Shape::Nothing).closing(),
-            872..=961 => self.text_malformed(),
+            872..=955 => self.text_malformed(),
+            956..=961 => self.text_long_line(),
             _ => self.text_allow_listed(),
         }
     }
@@ -2249,10 +2541,19 @@ impl<'a> Run<'a> {
     }
 
     fn text_verbosity(&mut self) -> Step {
-        // Level 0 only: the reference's stderr is the test's.
+        // Level 0 only (the reference's stderr is the test's), and levels
+        // memcached refuses or truncates to 0.
         let (line, noreply) = *[
             (&b"verbosity 0\r\n"[..], false),
             (b"verbosity 0 noreply\r\n", true),
+            (b"verbosity invalid\r\n", false),
+            (b"verbosity invalid noreply\r\n", true),
+            (b"verbosity -1\r\n", false),
+            (b"verbosity 0x1\r\n", false),
+            (b"verbosity 18446744073709551616\r\n", false),
+            (b"verbosity 4294967296\r\n", false),
+            (b"verbosity -0\r\n", false),
+            (b"verbosity 0 extra\r\n", false),
         ]
         .choose(&mut self.rng)
         .expect("forms");
@@ -2262,6 +2563,36 @@ impl<'a> Run<'a> {
             Shape::Line
         };
         Step::text("text verbosity", line.to_vec(), shape)
+    }
+
+    /// Long text lines that are not on the allow-list, compared: a complete
+    /// line of exactly 2048 bytes before its newline, which both run; and
+    /// more than 2048 bytes with no newline, where both close the connection
+    /// without a reply. (A complete longer line is `BoundedInput`.)
+    fn text_long_line(&mut self) -> Step {
+        let k = String::from_utf8(self.keys[self.rng.gen_range(0..37)].clone()).expect("ascii key");
+        let pad = |head: String, len: usize| format!("{head}{}", " ".repeat(len - head.len()));
+        match self.rng.gen_range(0..4) {
+            0 => {
+                // 2047 bytes, then \r: 2048 before the newline.
+                let line = format!("{}\r\n", pad(format!("delete {k}"), 2047));
+                Step::text("text 2048-byte line", line.into_bytes(), Shape::Line)
+            }
+            r => {
+                let n = self.rng.gen_range(2049..4000);
+                let bytes = match r {
+                    1 => pad(format!("delete {k}"), n),
+                    2 => pad(format!("set {k} 0 0 1"), n),
+                    _ => "x".repeat(n),
+                };
+                Step::text(
+                    "text no newline past 2048 bytes",
+                    bytes.into_bytes(),
+                    Shape::Nothing,
+                )
+                .closing()
+            }
+        }
     }
 
     /// Client mistakes memcached answers and survives: compared like the rest.
@@ -2802,10 +3133,11 @@ impl<'a> Run<'a> {
         Step::binary(format!("bin malformed: {what}"), req, Shape::Packet).closing()
     }
 
-    /// Opcodes memcached does not serve, without key or extras: memcached
-    /// answers 0x81 and stays in step too, so these are compared.
+    /// Opcodes memcached does not serve (VERBOSITY among them), without key
+    /// or extras: memcached answers 0x81 and stays in step too, so these are
+    /// compared.
     fn bin_unknown_compared(&mut self) -> Step {
-        let opcode = *[0x1fu8, 0x30, 0x45, 0xfe, op::SASL_LIST_MECHS]
+        let opcode = *[0x1fu8, 0x30, 0x45, 0xfe, op::VERBOSITY, op::SASL_LIST_MECHS]
             .choose(&mut self.rng)
             .expect("ops");
         let value: &[u8] = if opcode != op::SASL_LIST_MECHS && self.rng.gen_bool(0.5) {
@@ -2837,7 +3169,7 @@ impl<'a> Run<'a> {
                 Shape::UntilStatEnd,
             ),
             2 => Step::binary(
-                "bin verbosity",
+                "bin verbosity with extras",
                 bin_req(op::VERBOSITY, o, 0, &0u32.to_be_bytes(), &[], &[]),
                 Shape::UntilNoop,
             ),
@@ -2932,7 +3264,7 @@ fn prologue_binary(opcode: u8, flags: Option<u32>, n: usize) -> Step {
 }
 
 /// l1-l2 without chunking: storage requests at rend's value limit (1,048,516
-/// bytes, DESIGN §2), where memcached's item limit depends on the key's
+/// bytes, README 6), where memcached's item limit depends on the key's
 /// length and the flags and rend's does not; run before the random stream.
 /// A value at the limit does not fit memcached B with L1's 9-byte cas header:
 /// L2 alone keeps it and serves it.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -438,6 +438,43 @@ fn chunking_is_counted_exactly() {
     );
 }
 
+/// The TCP ports process `pid` listens on: its socket inodes
+/// (`/proc/<pid>/fd`) matched with the listening sockets of
+/// `/proc/net/tcp` and `tcp6` (state 0A).
+fn listening_ports(pid: u32) -> BTreeSet<u16> {
+    let mut inodes = HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read fds") {
+        let Ok(target) = std::fs::read_link(fd.expect("fd").path()) else {
+            continue;
+        };
+        if let Some(inode) = target
+            .to_string_lossy()
+            .strip_prefix("socket:[")
+            .and_then(|s| s.strip_suffix(']'))
+        {
+            inodes.insert(inode.to_string());
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().expect("local address");
+                ports.insert(u16::from_str_radix(port, 16).expect("hex port"));
+            }
+        }
+    }
+    ports
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
 #[test]
 fn metrics_can_be_turned_off_and_speak_openmetrics() {
     let mc = Memcached::start();
@@ -451,6 +488,22 @@ fn metrics_can_be_turned_off_and_speak_openmetrics() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(body.ends_with("# EOF\n"), "{body}");
     assert!(body.contains("# TYPE rend_uptime_seconds gauge"), "{body}");
-    // By now the other rend has long logged whatever it was going to.
+    // The one that serves metrics listens on its client port and the
+    // metrics port; the other on its client port alone, so nothing of it
+    // answers HTTP.
+    assert_eq!(
+        listening_ports(on.pid()),
+        BTreeSet::from([port_of(&on.addr), port_of(&addr)]),
+        "listening ports with metrics on"
+    );
+    // rend decides on its metrics port before it serves its first client,
+    // so once `off` answers, its listening ports are final.
+    let mut c = off.connect();
+    assert!(c.line(b"version\r\n").starts_with("VERSION"));
+    assert_eq!(
+        listening_ports(off.pid()),
+        BTreeSet::from([port_of(&off.addr)]),
+        "listening ports with metrics off"
+    );
     assert!(!off.log().contains("metrics listening on"), "{}", off.log());
 }

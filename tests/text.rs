@@ -160,6 +160,45 @@ fn every_text_command() {
     assert!(c.closed_within(Duration::from_secs(2)), "quit must close");
 }
 
+/// `verbosity` in every form, as memcached 1.6.18 answers it (its
+/// t/strtol-testing.t sends `verbosity invalid`): rend and a memcached of
+/// its own get the same lines, each followed by a get of a missing key, and
+/// must answer byte for byte alike, as listed here (verified against 1.6.18).
+#[test]
+fn verbosity_forms_as_memcached() {
+    let (mc, rend) = proxy(&[]);
+    let bad = "CLIENT_ERROR bad command line format\r\n";
+    let cases: &[(&str, &str)] = &[
+        ("verbosity invalid", bad),
+        ("verbosity invalid noreply", ""),
+        ("verbosity invalid 2", bad),
+        ("verbosity noreply", ""),
+        ("verbosity -1", bad),
+        ("verbosity 0x10", bad),
+        ("verbosity 5abc", bad),
+        ("verbosity 18446744073709551616", bad),
+        ("verbosity 0", "OK\r\n"),
+        ("verbosity +0", "OK\r\n"),
+        ("verbosity -0", "OK\r\n"),
+        ("verbosity 4294967296", "OK\r\n"),
+        ("verbosity 0 2", "OK\r\n"),
+        ("verbosity  0", "OK\r\n"),
+        ("verbosity 0 noreply", ""),
+        ("verbosity", "ERROR\r\n"),
+        ("verbosity 0 2 3", "ERROR\r\n"),
+        ("verbosity 0 noreply x", "ERROR\r\n"),
+    ];
+    let mut r = rend.connect();
+    let mut m = mc.connect();
+    for (line, want) in cases {
+        let req = format!("{line}\r\nget __sync__\r\n");
+        let from_rend = String::from_utf8_lossy(&r.req(req.as_bytes(), b"END\r\n")).into_owned();
+        let from_mc = String::from_utf8_lossy(&m.req(req.as_bytes(), b"END\r\n")).into_owned();
+        assert_eq!(from_mc, format!("{want}END\r\n"), "memcached, {line:?}");
+        assert_eq!(from_rend, from_mc, "rend, {line:?}");
+    }
+}
+
 #[test]
 fn pipelined_batch_answers_in_order() {
     let (_mc, rend) = proxy(&[]);
@@ -543,24 +582,107 @@ fn idle_and_half_sent_requests_time_out() {
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
+/// SIGTERM while requests are in flight: memcached is stopped (SIGSTOP), so
+/// rend holds 100 sets it cannot answer yet when the signal arrives. rend
+/// must stop accepting at once, keep running while they wait, answer every
+/// one once memcached resumes, and then exit 0, well within the grace.
 #[test]
 fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let mc = Memcached::start();
-    let mut rend = Rend::start(&mc, &[]);
+    let grace = Duration::from_secs(20);
+    let mut rend = Rend::start(&mc, &["--shutdown-grace", "20", "--l1-timeout-ms", "30000"]);
     let mut c = rend.connect();
+    assert_eq!(c.line(b"set t 0 0 1\r\n1\r\n"), "STORED\r\n");
+    // SIGCONT on every way out, so a failure never leaves memcached stopped.
+    struct Resume(u32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .arg("-CONT")
+                .arg(self.0.to_string())
+                .status();
+        }
+    }
+    let resume = Resume(mc.pid());
+    mc.signal("STOP");
     let mut req = Vec::new();
-    for i in 0..500 {
-        req.extend_from_slice(format!("set t{i} 0 0 1\r\n1\r\n").as_bytes());
+    for i in 0..100 {
+        req.extend_from_slice(format!("set t{i} 0 0 2\r\n{:02}\r\n", i % 100).as_bytes());
     }
     c.send(&req);
+    // They reach rend, which cannot answer them while memcached is stopped.
+    std::thread::sleep(Duration::from_millis(300));
+    common::signal(rend.pid(), "TERM");
+    let signalled = Instant::now();
+    // No longer accepting, but still running: the sets are not answered.
+    common::wait_for(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(&rend.addr).is_err()
+    })
+    .expect("rend still accepts after SIGTERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        rend.child.try_wait().unwrap().is_none(),
+        "rend exited with requests in flight"
+    );
+    drop(resume);
+    let got = c.read_exact_n(100 * 8);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "STORED\r\n".repeat(100),
+        "the in-flight sets"
+    );
+    let status = exit_status(&mut rend, Duration::from_secs(10))
+        .expect("rend exits once the in-flight requests are answered");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < grace,
+        "rend waited out its grace ({:?})",
+        signalled.elapsed()
+    );
+    // The sets reached memcached.
+    let mut m = mc.connect();
+    assert_eq!(
+        m.req(b"get t7 t99\r\n", b"END\r\n"),
+        b"VALUE t7 0 2\r\n07\r\nVALUE t99 0 2\r\n99\r\nEND\r\n"
+    );
+}
+
+/// rend's exit status, once it has exited (at most `within`).
+fn exit_status(rend: &mut Rend, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = rend.child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The grace bounds the wait: with memcached stopped for good, rend exits 0
+/// after `--shutdown-grace` even though a request is still unanswered.
+#[test]
+fn sigterm_exits_after_the_grace_with_a_request_stuck() {
+    let mc = Memcached::start();
+    let mut rend = Rend::start(&mc, &["--shutdown-grace", "2", "--l1-timeout-ms", "60000"]);
+    let mut c = rend.connect();
+    assert_eq!(c.line(b"set s 0 0 1\r\n1\r\n"), "STORED\r\n");
+    mc.signal("STOP");
+    c.send(b"get s\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let signalled = Instant::now();
     let status = rend
         .terminate(Duration::from_secs(15))
-        .expect("rend exits after SIGTERM");
-    let got = c.read_exact_n(500 * 8);
-    assert_eq!(got, b"STORED\r\n".repeat(500));
+        .expect("rend exits after its grace");
+    let took = signalled.elapsed();
+    mc.signal("CONT");
     assert!(status.success(), "exit status {status:?}");
-    // And it no longer accepts.
-    assert!(std::net::TcpStream::connect(&rend.addr).is_err());
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "exited {took:?} after SIGTERM with a 2 s grace"
+    );
 }
 
 #[test]

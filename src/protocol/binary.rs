@@ -394,10 +394,10 @@ impl RequestDecoder {
             }
             op::APPEND | op::APPENDQ | op::PREPEND | op::PREPENDQ => e == 0 && k > 0,
             op::STAT => e == 0 && b == k,
-            op::VERBOSITY => e == 4 && k == 0 && b == 4,
             op::TOUCH | op::GAT | op::GATQ | op::GATK | op::GATKQ => e == 4 && k > 0 && b == k + 4,
             _ => {
-                // Unknown: answer and discard the whole body.
+                // Unknown (VERBOSITY 0x1b too: memcached 1.6.18 does not
+                // dispatch it): answer and discard the whole body.
                 buf.advance(HEADER_LEN);
                 self.state = State::Swallow { remaining: b };
                 return Ok(Some(Request {
@@ -492,7 +492,6 @@ impl RequestDecoder {
             op::FLUSH | op::FLUSHQ => Command::Flush {
                 delay: if e == 4 { i64::from(u32_at(0)) } else { 0 },
             },
-            op::VERBOSITY => Command::Verbosity { level: u32_at(0) },
             op::STAT => Command::Stats {
                 arg: (!key.is_empty()).then_some(key),
             },
