@@ -73,6 +73,12 @@
 #   rend_rss_mib            VmRSS of rend at the minute's end (/proc/PID/status)
 #   rend_fds                open descriptors of rend at the minute's end
 #                           (entries of /proc/PID/fd)
+#   l2_memtable_mib         RocksDB's memtables (rend's `stats`
+#                           l2_memtable_bytes) at the minute's end, MiB
+#   l2_block_cache_mib      RocksDB's block cache in use (l2_block_cache_bytes)
+#   l1_write_failures       rend's `stats` l1_write_failures, counted since
+#                           that rend started (L1 writes that failed; the key
+#                           is then served from L2)
 #   fault                   the fault(s) injected in the minute, "+"-joined
 #   reads                   keys the verifier read (sweeps included)
 #   correct                 reads that saw the acknowledged version, or a
@@ -96,12 +102,16 @@
 # foreign value; no acknowledged write missing, in reads, in the sweeps after
 # restarts or in the final sweep; no stale read; no "panicked" in rend's log,
 # no panic reply to the fuzzer and rend never died unkilled; RSS and FDs back
-# to their plateau after every fault. The plateau is the median of rend_rss_mib
-# and of rend_fds over the last three minutes (fewer if there are fewer) before
+# to their plateau after every fault. The plateau is the median of rend_rss_mib,
+# of rend_fds and of rend_rss_mib - l2_memtable_mib - l2_block_cache_mib over
+# the last three minutes (fewer if there are fewer) before
 # the first fault's minute, so that the first minutes, while RocksDB's
 # memtables and block cache fill, do not set it; "back"
 # means the sample at the end of the minute after the fault's minute, or of
-# the one after that, is at most plateau + 64 MiB and plateau + 50 FDs. On a
+# the one after that, has at most plateau + 50 FDs and an RSS at most plateau
+# + 64 MiB, or, since RocksDB's block cache (256 MiB by default) and memtables
+# (up to 3 x 64 MiB) fill over many minutes, an RSS less those two (rend's
+# stats) at most 64 MiB above the same figure's plateau. On a
 # failing verdict the logs are copied to /var/tmp/rend-soak-logs.TIMESTAMP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -223,12 +233,36 @@ delta() {
 }
 status_of() { awk -F= -v k="$2" '$1 == k {v = $2} END {print v + 0}' "$1" 2>/dev/null || echo 0; }
 
-declare -A rss=() fds=() fault=()
-sample() { # sample MINUTE: rend's RSS and FDs, the verifier's and fuzzer's counters
+# rend_stats: l2_memtable_bytes and l2_block_cache_bytes in MiB and
+# l1_write_failures from rend's `stats`, comma-separated (empty if no answer).
+rend_stats() {
+    python3 - "$rport" 2>/dev/null <<'EOF' || echo ",,"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
+s.sendall(b"stats\r\n")
+buf = b""
+while not buf.endswith(b"END\r\n"):
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+st = {}
+for line in buf.split(b"\r\n"):
+    f = line.split(b" ")
+    if len(f) >= 3 and f[0] == b"STAT":
+        st[f[1]] = f[2]
+g = lambda k: int(st[k])
+print("%.1f,%.1f,%d" % (g(b"l2_memtable_bytes") / 2**20, g(b"l2_block_cache_bytes") / 2**20, g(b"l1_write_failures")))
+EOF
+}
+
+declare -A rss=() fds=() l2mem=() fault=()
+sample() { # sample MINUTE: rend's RSS, FDs and stats, the verifier's and fuzzer's counters
     if alive "$rend"; then
         rss[$1]=$(awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$rend/status")
         fds[$1]=$(ls "/proc/$rend/fd" | wc -l)
     else rss[$1]=""; fds[$1]=""; fi
+    l2mem[$1]=$(rend_stats)
     cp "$work/verify.status" "$work/samples/$1.verify" 2>/dev/null || : >"$work/samples/$1.verify"
     cp "$work/fuzz.status" "$work/samples/$1.fuzz" 2>/dev/null || : >"$work/samples/$1.fuzz"
 }
@@ -239,7 +273,7 @@ row() { # row MINUTE: the CSV row (after the minute's blast runs ended)
     f=$(delta "$work/samples/$p.fuzz" "$work/samples/$m.fuzz" requests server_closes panic_replies)
     local requests errors rest
     IFS=, read -r requests errors rest <<<"$v"
-    echo "$m,$(blast_figures "$m"),$(awk -v n="$requests" 'BEGIN {printf "%.0f", n / 60}'),$errors,${rss[$m]},${fds[$m]},${fault[$m]:-},$rest,$f" | tee -a "$out"
+    echo "$m,$(blast_figures "$m"),$(awk -v n="$requests" 'BEGIN {printf "%.0f", n / 60}'),$errors,${rss[$m]},${fds[$m]},${l2mem[$m]},${fault[$m]:-},$rest,$f" | tee -a "$out"
 }
 
 inject() { # inject KIND MINUTE
@@ -256,7 +290,7 @@ inject() { # inject KIND MINUTE
     esac
 }
 
-echo "minute,blast_ops_per_s,blast_p99_us,blast_p99_intended_us,blast_errors,blast_runs,verifier_ops_per_s,verifier_errors,rend_rss_mib,rend_fds,fault,reads,correct,corrupted_or_foreign,missing_acknowledged,stale,unacked_seen,sweep_reads,fuzz_requests,fuzz_server_closes,fuzz_panic_replies" >"$out"
+echo "minute,blast_ops_per_s,blast_p99_us,blast_p99_intended_us,blast_errors,blast_runs,verifier_ops_per_s,verifier_errors,rend_rss_mib,rend_fds,l2_memtable_mib,l2_block_cache_mib,l1_write_failures,fault,reads,correct,corrupted_or_foreign,missing_acknowledged,stale,unacked_seen,sweep_reads,fuzz_requests,fuzz_server_closes,fuzz_panic_replies" >"$out"
 : >"$work/samples/0.verify"; : >"$work/samples/0.fuzz"
 
 start_mc
@@ -336,24 +370,35 @@ verdict "$(holds [ "$panics$fpanics$died" = 000 ])" \
     "panics: $panics 'panicked' in rend's log, $fpanics fuzzer sessions with a panic reply, rend died unkilled $died times ($(status_of "$F" requests) fuzz requests, $(status_of "$F" server_closes) connections closed by rend)"
 plateau=$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) h[$i] = i; next}
     {m = $h["minute"]; r[m] = $h["rend_rss_mib"]; f[m] = $h["rend_fds"]; k[m] = $h["fault"]; last = m
+     # RSS less what RocksDB holds in memtables and block cache (both bounded
+     # by configuration, and filling for many minutes); empty if unknown.
+     x[m] = (r[m] != "" && $h["l2_memtable_mib"] != "") ? r[m] - $h["l2_memtable_mib"] - $h["l2_block_cache_mib"] : ""
      if (k[m] != "" && !first) first = m}
     function median(a, n,   i, j, t) {for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) {t = a[i]; a[i] = a[j]; a[j] = t}
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2}
     END {
         if (!first) {print "1 RSS and FDs: no fault injected"; exit}
         from = first > 3 ? first - 3 : 1
-        n = 0; for (m = from; m < first; m++) if (r[m] != "") {n++; rr[n] = r[m] + 0; ff[n] = f[m] + 0}
+        n = 0; nx = 0
+        for (m = from; m < first; m++) {
+            if (r[m] != "") {n++; rr[n] = r[m] + 0; ff[n] = f[m] + 0}
+            if (x[m] != "") {nx++; xx[nx] = x[m] + 0}
+        }
         if (!n) {print "0 RSS and FDs: no fault-free minute before the first fault, no plateau"; exit}
-        pr = median(rr, n); pf = median(ff, n); ok = 1
-        s = sprintf("plateau %.0f MiB, %d FDs (median of minutes %d-%d)", pr, pf, from, first - 1)
+        pr = median(rr, n); pf = median(ff, n); px = nx ? median(xx, nx) : ""; ok = 1
+        s = sprintf("plateau %.0f MiB (%s MiB without RocksDB memtables and block cache), %d FDs (median of minutes %d-%d)",
+            pr, px == "" ? "?" : sprintf("%.0f", px), pf, from, first - 1)
         for (m = first; m <= last; m++) {
             if (k[m] == "") continue
-            back = ""
-            for (j = m + 1; j <= m + 2 && j <= last; j++)
-                if (r[j] != "" && r[j] <= pr + 64 && f[j] <= pf + 50) {back = j; break}
+            back = ""; how = ""
+            for (j = m + 1; j <= m + 2 && j <= last && back == ""; j++) {
+                if (r[j] == "" || f[j] > pf + 50) continue
+                if (r[j] <= pr + 64) {back = j; how = "RSS"}
+                else if (px != "" && x[j] != "" && x[j] <= px + 64) {back = j; how = "RSS less RocksDB caches"}
+            }
             if (m + 1 > last) s = s sprintf("; minute %d %s: not checked (last minute)", m, k[m])
-            else if (back == "") {ok = 0; s = s sprintf("; minute %d %s: NOT back (minute %d: %s MiB, %s FDs)", m, k[m], m + 1, r[m + 1], f[m + 1])}
-            else s = s sprintf("; minute %d %s: back by minute %d (%s MiB, %s FDs)", m, k[m], back, r[back], f[back])
+            else if (back == "") {ok = 0; s = s sprintf("; minute %d %s: NOT back (minute %d: %s MiB, %s without RocksDB caches, %s FDs)", m, k[m], m + 1, r[m + 1], x[m + 1], f[m + 1])}
+            else s = s sprintf("; minute %d %s: back by minute %d (%s MiB, %s without RocksDB caches, %s FDs; by %s)", m, k[m], back, r[back], x[back], f[back], how)
         }
         print ok " RSS and FDs: " s
     }' "$out")
