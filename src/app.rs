@@ -14,7 +14,7 @@ use crate::backend::rocksdb::{L2Options, OpenError, L2};
 use crate::backend::Backend;
 use crate::config::{BatchListen, Config, OrcaKind};
 use crate::metrics::{Counters, Exporter, Metrics, MetricsListen};
-use crate::orca::two_tier::{Shared, L1_HEADER};
+use crate::orca::two_tier::{L1Trust, Shared, L1_HEADER};
 use crate::orca::{l1_l2, l1_l2_batch, Admin, L1Only, Orca, OrcaFactory};
 use crate::protocol::Limits;
 use crate::server::{self, ConnSettings, ListenAddr, Listener, ServerSettings, Workers};
@@ -145,54 +145,74 @@ pub async fn run(
     counters
         .max_connections
         .store(config.max_conns, std::sync::atomic::Ordering::Relaxed);
-    let (make_orca, make_batch): (OrcaFactory, Option<OrcaFactory>) = match (l2.clone(), chunking) {
-        (None, None) => {
-            let counters = counters.clone();
-            (
-                Arc::new(move |worker| {
-                    let l1 = Instrumented::new(l1.lane(worker), l1m.clone());
-                    Box::new(L1Only::new(l1, admin.clone(), counters.clone())) as Box<dyn Orca>
-                }),
-                None,
-            )
-        }
-        (None, Some((opts, stats))) => {
-            let counters = counters.clone();
-            (
-                Arc::new(move |worker| {
-                    let l1 =
-                        Chunked::new(l1.lane(worker), opts.clone(), locks.clone(), stats.clone());
-                    let l1 = Instrumented::new(l1, l1m.clone());
-                    Box::new(L1Only::new(l1, admin.clone(), counters.clone())) as Box<dyn Orca>
-                }),
-                None,
-            )
-        }
-        (Some(l2), None) => two_tier_factories(
-            Instrumented::new(l1.keyed(), l1m),
-            Instrumented::new(l2, l2m),
-            admin,
-            &config,
-            &counters,
-        ),
-        (Some(l2), Some((opts, stats))) => {
-            // The chunked layer's own locks are a separate set from the
-            // policy's: the policy holds a key's stripe while it calls L1.
-            let l1 = Chunked::new(
-                l1.keyed_by(crate::backend::chunked::route_key),
-                opts,
-                locks,
-                stats,
-            );
-            two_tier_factories(
-                Instrumented::new(l1, l1m),
+    let (make_orca, make_batch, trust): (OrcaFactory, Option<OrcaFactory>, Option<Arc<L1Trust>>) =
+        match (l2.clone(), chunking) {
+            (None, None) => {
+                let counters = counters.clone();
+                (
+                    Arc::new(move |worker| {
+                        let l1 = Instrumented::new(l1.lane(worker), l1m.clone());
+                        Box::new(L1Only::new(l1, admin.clone(), counters.clone())) as Box<dyn Orca>
+                    }),
+                    None,
+                    None,
+                )
+            }
+            (None, Some((opts, stats))) => {
+                let counters = counters.clone();
+                (
+                    Arc::new(move |worker| {
+                        let l1 = Chunked::new(
+                            l1.lane(worker),
+                            opts.clone(),
+                            locks.clone(),
+                            stats.clone(),
+                        );
+                        let l1 = Instrumented::new(l1, l1m.clone());
+                        Box::new(L1Only::new(l1, admin.clone(), counters.clone())) as Box<dyn Orca>
+                    }),
+                    None,
+                    None,
+                )
+            }
+            (Some(l2), None) => two_tier_factories(
+                Instrumented::new(l1.keyed(), l1m),
                 Instrumented::new(l2, l2m),
                 admin,
                 &config,
                 &counters,
-            )
+            ),
+            (Some(l2), Some((opts, stats))) => {
+                // The chunked layer's own locks are a separate set from the
+                // policy's: the policy holds a key's stripe while it calls L1.
+                let l1 = Chunked::new(
+                    l1.keyed_by(crate::backend::chunked::route_key),
+                    opts,
+                    locks,
+                    stats,
+                );
+                two_tier_factories(
+                    Instrumented::new(l1, l1m),
+                    Instrumented::new(l2, l2m),
+                    admin,
+                    &config,
+                    &counters,
+                )
+            }
+        };
+
+    // A rend that was killed, or stopped while some L1 copies were suspect,
+    // took what it knew about them with it: L1 is flushed before it is
+    // trusted (reads go to L2 meanwhile).
+    if let (Some(l2), Some(trust)) = (&l2, &trust) {
+        if !l2.opened_clean() {
+            tracing::info!(
+                tier = "L1",
+                "the last run did not stop with L1 trusted; L1 is flushed before it is used"
+            );
+            trust.suspect_all();
         }
-    };
+    }
 
     let settings = Arc::new(ServerSettings {
         max_conns: config.max_conns,
@@ -304,6 +324,9 @@ pub async fn run(
     // embedded memcached stops, so none of them sees it go.
     workers.stop();
     if let Some(l2) = l2 {
+        if trust.as_ref().is_some_and(|t| t.is_clear()) {
+            l2.mark_clean();
+        }
         l2.close();
     }
     if let Some(e) = embedded {
@@ -321,7 +344,7 @@ fn two_tier_factories<B1: Backend + Clone, B2: Backend + Clone>(
     admin: Admin,
     config: &Config,
     counters: &Arc<Counters>,
-) -> (OrcaFactory, Option<OrcaFactory>) {
+) -> (OrcaFactory, Option<OrcaFactory>, Option<Arc<L1Trust>>) {
     let shared = Shared::new(
         l1,
         l2,
@@ -332,11 +355,13 @@ fn two_tier_factories<B1: Backend + Clone, B2: Backend + Clone>(
         config.l1_timeout(),
     );
     let batch = shared.clone();
+    let trust = shared.trust.clone();
     (
         Arc::new(move |_| Box::new(l1_l2::orca(shared.clone())) as Box<dyn Orca>),
         Some(Arc::new(move |_| {
             Box::new(l1_l2_batch::orca(batch.clone())) as Box<dyn Orca>
         })),
+        Some(trust),
     )
 }
 

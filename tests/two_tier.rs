@@ -1393,3 +1393,67 @@ fn flush_all_times_hold_in_both_tiers_as_in_memcached() {
         }
     }
 }
+
+/// A key whose L1 write failed is served from L2 until L1 is set right;
+/// rend keeps that in memory. A rend that was killed, or stopped while such
+/// keys remained, must not trust L1 as it finds it when it starts again (the
+/// soak found a stale value served after such a restart). A rend that
+/// stopped with L1 trusted keeps its L1 as it is.
+#[test]
+fn l1_is_trusted_after_a_restart_only_if_rend_stopped_trusting_it() {
+    let _heavy = heavy();
+    for kill in [false, true] {
+        let mc = Memcached::start();
+        let l2 = tempfile::tempdir().expect("temp dir");
+        let flags = ["--l1-timeout-ms", "200", "--shutdown-grace", "1"];
+        let mut rend = Rend::start_two_tier(&mc, l2.path(), &flags);
+        let mut c = rend.connect();
+        set(&mut c, "k", "v1");
+        let old_cas = gets(&mut c, "k").cas.expect("gets gives a cas");
+        // memcached stops: the next write reaches L2 only, and k is suspect.
+        mc.signal("STOP");
+        set(&mut c, "k", "v2");
+        if kill {
+            rend.child.kill().expect("kill rend");
+            rend.child.wait().expect("reap rend");
+        } else {
+            assert!(
+                rend.terminate(Duration::from_secs(10)).is_some(),
+                "rend did not stop"
+            );
+        }
+        mc.signal("CONT");
+        // Whatever memcached made of the write in its socket, L1 now holds
+        // the old copy, as if that write had been lost.
+        let mut m = mc.connect();
+        l1_plant(&mut m, "k", 0, 0, &tagged_value(old_cas, "v1"));
+        drop(rend);
+        let rend = Rend::start_two_tier(&mc, l2.path(), &flags);
+        let mut c = rend.connect();
+        assert_eq!(
+            get1(&mut c, "get", "k").map(|i| i.data),
+            Some("v2".into()),
+            "kill {kill}: a stale L1 copy was trusted after the restart"
+        );
+    }
+    // Stopped with nothing suspect: L1 is kept and served as it is.
+    let mc = Memcached::start();
+    let l2 = tempfile::tempdir().expect("temp dir");
+    let mut rend = Rend::start_two_tier(&mc, l2.path(), &[]);
+    let mut c = rend.connect();
+    set(&mut c, "kept", "v");
+    let cas = gets(&mut c, "kept").cas.expect("gets gives a cas");
+    let mut m = mc.connect();
+    await_l1(&mut m, "kept", cas, "v");
+    assert!(rend.terminate(Duration::from_secs(15)).is_some());
+    drop(rend);
+    // The same cas, other bytes: served only if L1 is trusted as it is.
+    l1_plant(&mut m, "kept", 0, 0, &tagged_value(cas, "from-l1"));
+    let rend = Rend::start_two_tier(&mc, l2.path(), &[]);
+    let mut c = rend.connect();
+    assert_eq!(
+        get1(&mut c, "get", "kept").map(|i| i.data),
+        Some("from-l1".into()),
+        "a clean stop left L1 trusted"
+    );
+}

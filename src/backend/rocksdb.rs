@@ -168,6 +168,9 @@ fn lock<'a, T>(
 
 const META_CF: &str = "rend";
 const FLUSH_KEY: &[u8] = b"flush";
+/// Present while a rend has the store open and has not stopped with every
+/// L1 copy trusted (see [`L2::opened_clean`]).
+const RUNNING_KEY: &[u8] = b"running";
 const CAS_KEY: &[u8] = b"cas-ceiling";
 /// How far ahead of use the cas ceiling is persisted: one write of it per
 /// ten seconds of clock.
@@ -344,6 +347,7 @@ struct Inner {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Itself, for background work that must not outlive the store.
     me: std::sync::OnceLock<Weak<Inner>>,
+    opened_clean: bool,
 }
 
 /// The store. Cheap to clone.
@@ -466,6 +470,14 @@ impl L2 {
         {
             flush.load(&b);
         }
+        let opened_clean = db
+            .get_cf(meta, RUNNING_KEY)
+            .map_err(|e| other(e.into_string()))?
+            .is_none();
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        db.put_cf_opt(meta, RUNNING_KEY, b"1", &sync)
+            .map_err(|e| other(e.into_string()))?;
         let ceiling = db
             .get_cf(meta, CAS_KEY)
             .map_err(|e| other(e.into_string()))?
@@ -494,6 +506,7 @@ impl L2 {
             compacting: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             me: std::sync::OnceLock::new(),
+            opened_clean,
         });
         let _ = inner.me.set(Arc::downgrade(&inner));
         inner.measure();
@@ -528,6 +541,28 @@ impl L2 {
     /// Bytes counted against `--l2-max-bytes`.
     pub fn used_bytes(&self) -> u64 {
         self.inner.used()
+    }
+
+    /// Whether the last rend on this store stopped cleanly with every L1
+    /// copy trusted ([`mark_clean`](Self::mark_clean)). If not (it was
+    /// killed, or stopped while some L1 writes had failed), what it knew
+    /// about stale L1 copies is gone, and L1 must be emptied before it is
+    /// trusted again.
+    pub fn opened_clean(&self) -> bool {
+        self.inner.opened_clean
+    }
+
+    /// Record that this rend stops with every L1 copy trusted, so the next
+    /// one may trust L1 as it finds it.
+    pub fn mark_clean(&self) {
+        let cleared = self.inner.db.cf_handle(META_CF).map(|cf| {
+            let mut sync = WriteOptions::default();
+            sync.set_sync(true);
+            self.inner.db.delete_cf_opt(cf, RUNNING_KEY, &sync)
+        });
+        if let Some(Err(e)) = cleared {
+            tracing::warn!(tier = "L2", error = %e, "recording a clean stop failed");
+        }
     }
 
     /// Sync the log and stop background work (at shutdown). The database

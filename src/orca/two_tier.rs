@@ -116,6 +116,11 @@ impl L1Trust {
         self.any.load(Ordering::Acquire) && self.with(|st| st.all || st.keys.contains(key))
     }
 
+    /// Whether no L1 copy is suspect.
+    pub fn is_clear(&self) -> bool {
+        !self.any.load(Ordering::Acquire)
+    }
+
     pub fn all_suspect(&self) -> bool {
         self.any.load(Ordering::Acquire) && self.with(|st| st.all)
     }
