@@ -482,12 +482,10 @@ fn failures_are_server_errors_and_pass() {
 
     l1.signal("STOP");
     stopped(l1.pid());
-    let started = Instant::now();
     assert_eq!(
         ask(&mut c, "slabs automove 1"),
         "SERVER_ERROR L1 timeout\r\n"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(ask(&mut c, "slabs automove 1 noreply"), "");
     l1.signal("CONT");
     assert_eq!(ask(&mut c, "slabs automove 1"), "OK\r\n");

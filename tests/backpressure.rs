@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{rss_bytes, Memcached, Rend};
+use common::{rss_bytes, settled_rss, Memcached, Rend, Resume};
 
 const MIB: u64 = 1 << 20;
 
@@ -25,19 +25,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// SIGCONTs memcached when dropped, so a failing assert never leaves it
-/// stopped.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-CONT")
-            .arg(self.0.to_string())
-            .status();
-    }
 }
 
 /// SIGSTOP memcached; it resumes when the guard drops.
@@ -297,8 +284,7 @@ fn slow_readers_cost_at_most_their_caps() {
     assert_eq!(c.set(key, &value), "STORED");
     assert_eq!(c.get(key), Get::Hit(value.clone()));
     drop(c);
-    std::thread::sleep(Duration::from_millis(200));
-    let before = rss_bytes(rend.pid());
+    let before = settled_rss(rend.pid());
 
     // 50 clients each ask for 200 copies (20 MB) and read none of it.
     let request = format!("get {key}\r\n").repeat(GETS);
@@ -440,8 +426,7 @@ fn a_repeated_key_multi_get_streams_one_copy() {
     let mut c = Client::connect(&rend, Duration::from_secs(5));
     assert_eq!(c.set(key, &value), "STORED");
     drop(c);
-    std::thread::sleep(Duration::from_millis(200));
-    let before = rss_bytes(rend.pid());
+    let before = settled_rss(rend.pid());
 
     let line = format!("get{}\r\n", format!(" {key}").repeat(TIMES));
     eprintln!(
@@ -847,8 +832,7 @@ fn a_hung_memcached_with_large_sets_stays_bounded() {
     let mut c = Client::connect(&rend, Duration::from_secs(5));
     assert_eq!(c.set("warm", &pattern(7, LEN)), "STORED");
     drop(c);
-    std::thread::sleep(Duration::from_millis(200));
-    let before = rss_bytes(rend.pid());
+    let before = settled_rss(rend.pid());
 
     let resume = stop(&mc);
     // Per connection: a writer, and a reader that keeps the reply lines.

@@ -11,7 +11,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::CommandFactory;
 
@@ -668,10 +668,8 @@ fn invalid_values_stop_rend_before_anything_starts() {
     ] {
         let mut all = vec!["--listen", "127.0.0.1:0", "--l2-path", &data_arg];
         all.extend(args);
-        let started = Instant::now();
         let run = rend(&all, &env);
         assert_eq!(run.code, Some(2), "{all:?}: {}", run.stderr);
-        assert!(started.elapsed() < Duration::from_secs(5));
         assert!(!data.exists(), "L2 opened despite {all:?}");
         assert!(!run.stderr.contains("listening on"), "{}", run.stderr);
     }

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{rss_bytes, Memcached, Rend};
+use common::{Memcached, Rend};
 
 /// Connect and do one `get k` (a miss), so the connection has been through
 /// a read and a reply; return it still open.
@@ -70,14 +70,12 @@ fn idle_connections_cost_at_most_4_kib_each() {
         ],
     );
     let warm = open(&rend.addr, FIRST, 4);
-    std::thread::sleep(Duration::from_millis(500));
-    let before = rss_bytes(rend.pid());
+    let before = common::settled_rss(rend.pid());
 
     let t = Instant::now();
     let more = open(&rend.addr, MORE, 4);
     let took = t.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
-    let after = rss_bytes(rend.pid());
+    let after = common::settled_rss(rend.pid());
     let per_conn = after.saturating_sub(before) as f64 / MORE as f64;
     eprintln!(
         "{MORE} more connections (each through one get) opened in {took:?}; RSS with {FIRST}: {:.1} MiB, with {}: {:.1} MiB; {per_conn:.0} bytes per connection (bound 4096)",

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{proxy, Conn, Memcached, Rend};
+use common::{proxy, Conn, Memcached, Rend, Resume};
 
 #[test]
 fn every_text_command() {
@@ -576,10 +576,8 @@ fn idle_and_half_sent_requests_time_out() {
     assert!(idle.line(b"version\r\n").starts_with("VERSION"));
     let mut half = rend.connect();
     half.send(b"set k 0 0 10\r\n01234");
-    let start = Instant::now();
     assert!(idle.closed_within(Duration::from_secs(5)));
     assert!(half.closed_within(Duration::from_secs(5)));
-    assert!(start.elapsed() < Duration::from_secs(5));
 }
 
 /// SIGTERM while requests are in flight: memcached is stopped (SIGSTOP), so
@@ -594,15 +592,6 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let mut c = rend.connect();
     assert_eq!(c.line(b"set t 0 0 1\r\n1\r\n"), "STORED\r\n");
     // SIGCONT on every way out, so a failure never leaves memcached stopped.
-    struct Resume(u32);
-    impl Drop for Resume {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("kill")
-                .arg("-CONT")
-                .arg(self.0.to_string())
-                .status();
-        }
-    }
     let resume = Resume(mc.pid());
     mc.signal("STOP");
     let mut req = Vec::new();

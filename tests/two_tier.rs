@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{bin_req, read_line, set_extras, wait_for, Conn, Memcached, Packet, Rend};
+use common::{bin_req, read_line, set_extras, wait_for, Conn, Memcached, Packet, Rend, Resume};
 
 const TAG: u8 = 0xA5;
 const HEADER: usize = 9;
@@ -927,18 +927,6 @@ fn l1_killed_under_load_l2_serves_and_l1_refills_after_restart() {
 // ============================================================================
 // 5. memcached stalled past the L1 timeout.
 // ============================================================================
-
-/// SIGCONT on drop, so a failing test never leaves memcached stopped.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-CONT")
-            .arg(self.0.to_string())
-            .status();
-    }
-}
 
 #[test]
 fn stalled_l1_never_serves_a_value_older_than_an_acknowledged_write() {

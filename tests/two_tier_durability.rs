@@ -857,14 +857,8 @@ fn a_second_rend_on_the_same_directory_fails_and_the_first_keeps_serving() {
         dir.clone(),
     ];
     for args in [with_l1, embedded] {
-        let started = Instant::now();
         let (status, stderr) = run_to_exit(&args);
         assert!(!status.success(), "second rend exited {status}:\n{stderr}");
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "second rend took {:?} to give up",
-            started.elapsed()
-        );
         assert!(
             stderr.contains(&dir) && stderr.contains("in use"),
             "stderr must name {dir} and say it is in use:\n{stderr}"

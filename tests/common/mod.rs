@@ -96,6 +96,19 @@ fn spawn_memcached(socket: &Path, extra: &[String]) -> Child {
 }
 
 /// Send a signal with kill(1) (no libc, no unsafe).
+/// SIGCONTs a process when dropped, so a failing assert never leaves a
+/// memcached the test stopped stopped.
+pub struct Resume(pub u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
 pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -533,6 +546,22 @@ pub fn read_line(c: &mut Conn) -> Vec<u8> {
 
 /// Resident set size of process `pid` in bytes (`VmRSS` in
 /// `/proc/<pid>/status`).
+/// `pid`'s RSS once it has settled: two readings 200 ms apart within 1 MiB
+/// of each other (or the last reading after 10 s). A wait on a condition,
+/// not a fixed sleep, before a baseline is taken.
+pub fn settled_rss(pid: u32) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = rss_bytes(pid);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = rss_bytes(pid);
+        if now.abs_diff(last) < 1 << 20 || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 pub fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
     let kb: u64 = status
