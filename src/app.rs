@@ -311,8 +311,12 @@ pub async fn run(
             .await;
         }
     };
+    let embedded_stopping = embedded.as_ref().map(Embedded::stopping);
     let signal = async {
         shutdown.await;
+        if let Some(stopping) = &embedded_stopping {
+            stopping.store(true, std::sync::atomic::Ordering::Release);
+        }
         let _ = stop_tx.send(true);
     };
     tokio::select! {

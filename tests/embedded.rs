@@ -113,3 +113,48 @@ fn embedded_memcached_dies_with_a_killed_rend() {
         .expect("nothing serves the embedded memcached's socket any more");
     }
 }
+
+/// The process group of `pid` (field 5 of /proc/PID/stat).
+fn pgid(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(2))
+        .and_then(|g| g.parse().ok())
+        .expect("pgid")
+}
+
+/// A clean stop logs no warning: the embedded memcached is in a process
+/// group of its own, so a signal to rend's group (Ctrl-C) does not reach
+/// it, and if it is stopped anyway while rend shuts down (a service manager
+/// signals every process of the service), that is not a crash to restart.
+#[test]
+fn a_clean_stop_logs_no_warning_even_when_memcached_is_signalled_too() {
+    let mut rend = Rend::start_args(&[
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--orca".into(),
+        "l1-only".into(),
+        "--shutdown-grace".into(),
+        "3".into(),
+    ]);
+    let mc = memcached_under(rend.pid()).expect("rend runs a memcached");
+    assert_ne!(pgid(mc), pgid(rend.pid()), "memcached shares rend's group");
+    // A client still connected, so rend drains for a while.
+    let mut c = rend.connect();
+    assert_eq!(c.line(b"set e 0 0 2\r\nhi\r\n"), "STORED\r\n");
+    signal(rend.pid(), "TERM");
+    wait_for(Duration::from_secs(5), || {
+        rend.log().contains("signal received")
+    })
+    .expect("rend saw the signal");
+    signal(mc, "TERM");
+    let status = rend.terminate(Duration::from_secs(15)).expect("rend exits");
+    assert!(status.success(), "{status:?}");
+    let log = rend.log();
+    assert!(
+        !log.contains("WARN"),
+        "a clean stop logged a warning:\n{log}"
+    );
+    assert!(!log.contains("restarting"), "{log}");
+}

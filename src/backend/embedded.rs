@@ -5,9 +5,18 @@
 //! memcached runs under a small `sh` wrapper that holds a pipe from rend and
 //! kills memcached when the pipe closes. That way memcached goes away even
 //! when rend itself is killed with SIGKILL and has no chance to clean up.
+//!
+//! The wrapper runs in a process group of its own, so a signal to rend's
+//! group (Ctrl-C in a terminal, `kill -TERM -PGID`) reaches rend alone: rend
+//! drains its clients with memcached still up, then stops it. If memcached
+//! exits anyway once rend is shutting down (a service manager that signals
+//! every process of the service), that is the end, not a crash: it is not
+//! restarted and no warning is logged.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -31,6 +40,7 @@ pub struct Embedded {
     socket: PathBuf,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
 }
 
 // The wrapper: fd 3 keeps rend's pipe; a watcher kills memcached at its EOF;
@@ -70,6 +80,7 @@ fn spawn(opts: &EmbeddedOptions, socket: &Path) -> std::io::Result<Running> {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
     let pipe = child.stdin.take();
@@ -111,13 +122,27 @@ impl Embedded {
         }
         tracing::info!(socket = %socket.display(), "started embedded memcached");
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(supervise(opts, socket.clone(), running, stop_rx));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(supervise(
+            opts,
+            socket.clone(),
+            running,
+            stop_rx,
+            stopping.clone(),
+        ));
         Ok(Embedded {
             dir,
             socket,
             stop,
             task: Some(task),
+            stopping,
         })
+    }
+
+    /// A handle that tells the supervisor rend is shutting down: from then
+    /// on memcached exiting is expected (set it when the signal arrives).
+    pub fn stopping(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
     }
 
     pub fn socket(&self) -> &Path {
@@ -146,11 +171,16 @@ async fn supervise(
     socket: PathBuf,
     mut running: Running,
     mut stop: watch::Receiver<bool>,
+    stopping: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
         tokio::select! {
             status = running.child.wait() => {
+                if stopping.load(Ordering::Acquire) {
+                    tracing::info!(tier = "L1", "embedded memcached stopped with rend ({status:?})");
+                    return;
+                }
                 tracing::warn!(tier = "L1", "embedded memcached exited ({status:?}); restarting");
             }
             _ = stop.changed() => {
