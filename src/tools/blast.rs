@@ -128,7 +128,7 @@ pub async fn run(opts: BlastOptions) -> Result<Recorder, ToolError> {
 /// window slot, remember cas values for later cas requests.
 async fn read_loop(
     mut reader: ReplyReader,
-    mut rx: mpsc::UnboundedReceiver<InFlight>,
+    mut rx: mpsc::Receiver<InFlight>,
     window: Arc<Semaphore>,
     cas_seen: Arc<Mutex<HashMap<Bytes, u64>>>,
     run: Arc<Run>,
@@ -200,7 +200,9 @@ pub fn outcome_of(resp: &Response) -> Outcome {
 struct Conn {
     write: Writer,
     out: BytesMut,
-    tx: mpsc::UnboundedSender<InFlight>,
+    /// Requests written and not yet answered: each holds a window slot, so
+    /// there are at most `--pipeline` of them.
+    tx: mpsc::Sender<InFlight>,
     pending: Vec<InFlight>,
 }
 
@@ -226,7 +228,7 @@ async fn worker(run: Arc<Run>, index: usize) -> Result<Recorder, ToolError> {
         let (r, w) = connect(server)
             .await
             .map_err(|e| ToolError::Connect(server.to_string(), e))?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(c.pipeline.max(1) as usize);
         readers.push(tokio::spawn(read_loop(
             ReplyReader::new(r, max_value + 64 * 1024),
             rx,
@@ -349,7 +351,7 @@ async fn flush(conn: &mut Conn) -> Result<(), ToolError> {
     let sent = Instant::now();
     for mut f in conn.pending.drain(..) {
         f.sent = sent;
-        let _ = conn.tx.send(f);
+        let _ = conn.tx.send(f).await;
     }
     let _ = conn.write.write_all(&conn.out).await;
     conn.out.clear();
