@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{wait_for, Memcached};
+use common::{free_port, wait_for, Memcached, Rend};
 use rend::tools::ketama::{point_name, Continuum};
 use rend::tools::workload::{KeyDist, KeyGen};
 
@@ -91,14 +91,6 @@ impl Drop for TcpMemcached {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// summary.csv as (command, outcome, clock) → columns.
@@ -313,6 +305,133 @@ fn sizes_finds_the_item_limit() {
         out.status.success(),
         "one past the limit is refused as too large, as expected"
     );
+}
+
+/// The port of a rend listening on 127.0.0.1.
+fn port_of(rend: &Rend) -> String {
+    rend.addr.rsplit(':').next().unwrap().to_string()
+}
+
+/// rend in front of a fresh memcached: `l1-only`, `l1-l2` (L2 in a temp
+/// dir), each with or without `--chunked`.
+fn rend_in_mode(mode: &str) -> (Memcached, tempfile::TempDir, Rend) {
+    let mc = Memcached::start();
+    let l2 = tempfile::tempdir().unwrap();
+    let rend = match mode {
+        "l1-only" => Rend::start(&mc, &[]),
+        "l1-only --chunked" => Rend::start(&mc, &["--chunked"]),
+        "l1-l2" => Rend::start_two_tier(&mc, l2.path(), &[]),
+        "l1-l2 --chunked" => Rend::start_two_tier(&mc, l2.path(), &["--chunked"]),
+        m => panic!("no mode {m}"),
+    };
+    (mc, l2, rend)
+}
+
+#[test]
+fn sizes_passes_out_of_the_box_and_finds_the_real_limit() {
+    // A default memcached (only its port chosen): sizes with no options but
+    // the port passes and reports the limit for its 16-byte keys.
+    let mc = TcpMemcached::start();
+    for proto in ["-t", "-b"] {
+        let out = run(SIZES, &s(&[proto, "-p", &mc.port.to_string()]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(
+            stdout.contains(
+                "item limit: largest value stored 1048497 bytes, smallest refused 1048498 bytes"
+            ),
+            "{stdout}"
+        );
+    }
+    // A default rend in every mode: its own limit (1,048,516, or 1 MiB when
+    // chunked) or memcached's, whichever is lower for the mode.
+    for (mode, stored) in [
+        ("l1-only", 1_048_497),
+        ("l1-only --chunked", 1_048_576),
+        ("l1-l2", 1_048_516),
+        ("l1-l2 --chunked", 1_048_576),
+    ] {
+        let (_mc, _l2, rend) = rend_in_mode(mode);
+        let out = run(SIZES, &s(&["-p", &port_of(&rend)]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{mode}: {stdout}");
+        let want = format!(
+            "item limit: largest value stored {stored} bytes, smallest refused {} bytes",
+            stored + 1
+        );
+        assert!(stdout.contains(&want), "{mode}: {stdout}");
+    }
+}
+
+#[test]
+fn rends_example_lines_run_as_written_against_rend() {
+    // Netflix Rend's README lines, with the port of the rend this test
+    // starts (the default l1-l2, as scripts/run.sh starts it).
+    let (_mc, _l2, rend) = rend_in_mode("l1-l2");
+    let port = port_of(&rend);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().to_str().unwrap();
+    let out = run(
+        BLAST,
+        &s(&[
+            "--binary",
+            "-w",
+            "10",
+            "-n",
+            "100000",
+            "-kl",
+            "5",
+            "-p",
+            &port,
+            "--csv-dir",
+            csv,
+        ]),
+    );
+    assert!(out.status.success());
+    let rows = summary(dir.path());
+    assert_eq!(num(all_row(&rows, "service"), "count"), 100_000.0);
+    assert!(
+        rows.iter().all(|r| r["outcome"] != "error"),
+        "no errors: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["command"] == "get" && r["outcome"] == "hit"),
+        "5-byte keys (-kl 5) hit after sets"
+    );
+    let out = run(
+        SETGET,
+        &s(&["--binary", "-n", "100000", "-p", &port, "-w", "10"]),
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("checked 100000  mismatches 0  misses 0  errors 0"));
+    let out = run(SIZES, &s(&["--binary", "-p", &port]));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all sizes passed"));
+}
+
+#[test]
+fn sizes_rounds_repeat_the_sweep() {
+    let mc = Memcached::start();
+    let server = mc.l1_arg();
+    let checked = |rounds: &str| -> u64 {
+        let out = run(
+            SIZES,
+            &s(&["-s", &server, "--max-size", "5000", "-n", rounds]),
+        );
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .split("checked ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(checked("3"), 3 * checked("1"));
 }
 
 #[derive(Clone, Copy)]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use rend::tools::args::ToolArgs;
 use rend::tools::{args::Common, blast, finish_report, workload::Mix};
 
 #[derive(Parser, Debug)]
@@ -16,10 +17,6 @@ use rend::tools::{args::Common, blast, finish_report, workload::Mix};
 struct Args {
     #[command(flatten)]
     common: Common,
-
-    /// Requests to send in total, over all workers (warmup excluded).
-    #[arg(short = 'n', long = "num-ops")]
-    num_ops: Option<u64>,
 
     /// Run for this many seconds instead of a request count.
     #[arg(long)]
@@ -48,11 +45,17 @@ struct Args {
     exptime: i64,
 }
 
+impl ToolArgs for Args {
+    fn common(&mut self) -> &mut Common {
+        &mut self.common
+    }
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_rend();
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
     let opts = blast::BlastOptions {
-        num_ops: args.num_ops.or(if args.duration.is_none() {
+        num_ops: args.common.num_ops.or(if args.duration.is_none() {
             Some(100_000)
         } else {
             None

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use rend::tools::args::ToolArgs;
 use rend::tools::{args::Common, finish_report, verify};
 
 #[derive(Parser, Debug)]
@@ -18,8 +19,14 @@ struct Args {
     common: Common,
 }
 
+impl ToolArgs for Args {
+    fn common(&mut self) -> &mut Common {
+        &mut self.common
+    }
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_rend();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use rend::tools::args::ToolArgs;
 use rend::tools::{args::Common, verify};
 
 #[derive(Parser, Debug)]
@@ -17,22 +18,29 @@ struct Args {
     #[command(flatten)]
     common: Common,
 
-    /// Largest size to try.
-    #[arg(long, default_value_t = 1_048_516)]
+    /// Largest size to try. The first size the server refuses as too large
+    /// starts a search for its exact item limit, which is reported.
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
     max_size: usize,
 
     /// Also try kC-1, kC and kC+1 for this chunk size C.
     #[arg(long)]
     chunk_size: Option<usize>,
 
-    /// The server's item limit: sizes up to it must be stored, one past it
-    /// must be refused as too large.
+    /// Assert the server's item limit: sizes up to it must be stored, one
+    /// past it must be refused as too large.
     #[arg(long)]
     item_limit: Option<usize>,
 }
 
+impl ToolArgs for Args {
+    fn common(&mut self) -> &mut Common {
+        &mut self.common
+    }
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_rend();
     let opts = verify::SizesOptions {
         common: args.common,
         max_size: args.max_size,
@@ -47,9 +55,10 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(verify::sizes(&opts)) {
-        Ok((found, first)) => {
-            let _ = found.print(&mut std::io::stdout().lock());
-            match first {
+        Ok(report) => {
+            let _ = report.found.print(&mut std::io::stdout().lock());
+            println!("{}", report.limit);
+            match report.first_failure {
                 None => {
                     println!("all sizes passed");
                     ExitCode::SUCCESS

@@ -225,7 +225,7 @@ async fn worker(run: Arc<Run>, index: usize) -> Result<Recorder, ToolError> {
     let mut conns = Vec::new();
     let mut readers = Vec::new();
     for server in &c.servers {
-        let (r, w) = connect(server)
+        let (r, w) = connect(&server.addr)
             .await
             .map_err(|e| ToolError::Connect(server.to_string(), e))?;
         let (tx, rx) = mpsc::channel(c.pipeline.max(1) as usize);

@@ -1345,6 +1345,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config("fixtures/proptest-regressions/report.txt"))]
         #[test]
         fn percentiles_are_ordered(values in prop::collection::vec(0u64..100_000_000, 1..300)) {
             let mut r = Recorder::new(Instant::now());

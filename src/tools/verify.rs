@@ -135,13 +135,19 @@ fn check(
     }
 }
 
-/// `setget`: every key of the key space is set (sizes from --value-size),
-/// then read back and verified.
+/// How many set+get pairs `setget` makes: `-n`, or one per key of the key
+/// space. Pair `i` uses key `i % key_space`.
+pub fn setget_pairs(common: &Common) -> u64 {
+    common.num_ops.unwrap_or(common.key_space)
+}
+
+/// `setget`: `-n` keys are set (sizes from --value-size), then read back and
+/// verified; past the key space, keys repeat with the same value.
 pub async fn setget(common: &Common) -> Result<(Findings, Recorder), ToolError> {
     let names = common.server_names();
     let continuum = Arc::new(Continuum::new(&names));
     let start = Instant::now();
-    let total = common.key_space;
+    let total = setget_pairs(common);
     let progress = Arc::new(Progress::new(Some(total * 2), None));
     let mut tasks = Vec::new();
     for w in 0..common.workers {
@@ -183,15 +189,16 @@ async fn setget_worker(
     let max_body = common.value_size.max() + 64 * 1024;
     for s in &common.servers {
         conns.push(
-            Connection::open(s, max_body)
+            Connection::open(&s.addr, max_body)
                 .await
                 .map_err(|e| ToolError::Connect(s.to_string(), e))?,
         );
     }
     let mut rec = Recorder::new(start);
     let mut found = Findings::default();
-    let mine: Vec<u64> = (worker..common.key_space)
+    let mine: Vec<u64> = (worker..setget_pairs(common))
         .step_by(common.workers as usize)
+        .map(|i| i % common.key_space)
         .collect();
     let depth = common.pipeline as usize;
     for phase_set in [true, false] {
@@ -260,7 +267,7 @@ pub struct SizesOptions {
     /// Chunk data size to probe around (kC-1, kC, kC+1).
     pub chunk_size: Option<usize>,
     /// The server's item limit: sizes up to it must work, one past it must
-    /// be refused as too large.
+    /// be refused as too large. Without it, sizes finds the limit.
     pub item_limit: Option<usize>,
 }
 
@@ -292,66 +299,213 @@ pub fn sizes_to_try(opts: &SizesOptions) -> Vec<usize> {
     sizes
 }
 
-/// `sizes`: set then get each size, verifying every value. Returns the
-/// findings and the first size that failed.
-pub async fn sizes(opts: &SizesOptions) -> Result<(Findings, Option<usize>), ToolError> {
-    let c = &opts.common;
-    let protocol = c.protocol();
-    let server = c
-        .servers
-        .first()
-        .ok_or_else(|| ToolError::Usage("no server".into()))?;
-    let max_body = opts.max_size.max(opts.item_limit.unwrap_or(0)) + 64 * 1024;
-    let mut conn = Connection::open(server, max_body)
-        .await
-        .map_err(|e| ToolError::Connect(server.to_string(), e))?;
-    let mut found = Findings::default();
-    let mut first_failure = None;
-    let list = sizes_to_try(opts);
-    let progress = Progress::new(Some(list.len() as u64), None);
-    let key_len = (c.key_length as usize).max(12);
-    for n in list {
+/// The item limit `sizes` saw: the largest value the server stored and the
+/// smallest it refused as too large (None: every size tried was stored), over
+/// every size it tried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeenLimit {
+    pub largest_stored: Option<usize>,
+    pub smallest_refused: Option<usize>,
+}
+
+impl std::fmt::Display for SeenLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stored = self
+            .largest_stored
+            .map_or("none".to_string(), |n| format!("{n} bytes"));
+        match self.smallest_refused {
+            Some(r) => write!(
+                f,
+                "item limit: largest value stored {stored}, smallest refused {r} bytes"
+            ),
+            None => write!(f, "item limit not reached: largest value stored {stored}"),
+        }
+    }
+}
+
+/// What one set of size `n` came to.
+enum Probe {
+    /// Stored, then read back; `true` when it verified.
+    Stored(bool),
+    /// Refused as too large.
+    Refused,
+    /// Anything else (already noted in the findings).
+    Failed,
+}
+
+/// The `sizes` run: one connection, the seed, the key length.
+struct Sizer<'a> {
+    conn: Connection,
+    common: &'a Common,
+    server: &'a super::args::Server,
+    found: Findings,
+    /// Every size stored or refused so far.
+    seen: SeenLimit,
+}
+
+impl Sizer<'_> {
+    async fn probe(&mut self, n: usize) -> Result<Probe, ToolError> {
+        let c = self.common;
+        let protocol = c.protocol();
+        let key_len = (c.key_length as usize).max(12);
         let key = Bytes::from(format!(
             "{:0>width$}",
             format!("sizes:{n}"),
             width = key_len
         ));
-        let value = value_for(c.seed, &key, n);
-        let beyond_limit = opts.item_limit.is_some_and(|l| n > l);
-        let reply = conn
+        let server = self.server;
+        let io = move |e: super::client::ClientError| ToolError::Io(format!("{server}: {e}"));
+        let reply = self
+            .conn
             .call(set_request(
                 protocol,
                 key.clone(),
                 flags_for(c.seed, &key),
-                value,
+                value_for(c.seed, &key, n),
             ))
             .await
-            .map_err(|e| ToolError::Io(format!("{server}: {e}")))?;
-        let failed = match (&reply, beyond_limit) {
-            (Response::Stored { .. }, false) => {
-                let got = conn
+            .map_err(io)?;
+        Ok(match reply {
+            Response::Stored { .. } => {
+                self.seen.largest_stored = self.seen.largest_stored.max(Some(n));
+                let got = self
+                    .conn
                     .call(get_request(protocol, key.clone()))
                     .await
-                    .map_err(|e| ToolError::Io(format!("{server}: {e}")))?;
-                check(c.seed, &key, Some(n), &got, &mut found) != Outcome::Hit
+                    .map_err(io)?;
+                Probe::Stored(check(c.seed, &key, Some(n), &got, &mut self.found) == Outcome::Hit)
             }
-            (Response::Error(ErrorReply::TooLarge), true) => {
-                found.checked += 1;
-                false
+            Response::Error(ErrorReply::TooLarge) => {
+                self.seen.smallest_refused =
+                    Some(self.seen.smallest_refused.map_or(n, |r| r.min(n)));
+                Probe::Refused
             }
-            (other, _) => {
-                found.checked += 1;
-                found.errors += 1;
-                let want = if beyond_limit { "too large" } else { "stored" };
-                found.note(format!("size {n}: want {want}, got {other:?}"));
+            other => {
+                self.found.checked += 1;
+                self.found.errors += 1;
+                self.found.note(format!("size {n}: got {other:?}"));
+                Probe::Failed
+            }
+        })
+    }
+
+    /// Whether size `n` passed: stored and verified below `refused_from`
+    /// (an asserted or found limit, plus one), refused as too large at or past it.
+    fn judge(&mut self, n: usize, probe: &Probe, refused_from: Option<usize>) -> bool {
+        let want_refused = refused_from.is_some_and(|r| n >= r);
+        match (probe, want_refused) {
+            (Probe::Stored(ok), false) => *ok,
+            (Probe::Refused, true) => {
+                self.found.checked += 1;
                 true
             }
-        };
-        if failed && first_failure.is_none() {
-            first_failure = Some(n);
+            (Probe::Failed, _) => false,
+            (Probe::Stored(_), true) => {
+                self.found.errors += 1;
+                self.found.note(format!("size {n}: stored, want too large"));
+                false
+            }
+            (Probe::Refused, false) => {
+                self.found.checked += 1;
+                self.found.errors += 1;
+                self.found
+                    .note(format!("size {n}: refused as too large, want stored"));
+                false
+            }
         }
-        progress.inc(1);
+    }
+
+    /// Between a stored size `lo` and a refused size `hi`, find where the
+    /// limit is: returns (largest stored, smallest refused).
+    async fn bisect(
+        &mut self,
+        mut lo: Option<usize>,
+        mut hi: usize,
+        first_failure: &mut Option<usize>,
+    ) -> Result<(Option<usize>, usize), ToolError> {
+        // The sizes still in doubt are lo+1 .. hi (all of 0 .. hi with no lo).
+        let first_open = |lo: Option<usize>| lo.map_or(0, |l| l + 1);
+        while first_open(lo) < hi {
+            let mid = first_open(lo) + (hi - first_open(lo)) / 2;
+            match self.probe(mid).await? {
+                Probe::Stored(ok) => {
+                    if !ok {
+                        first_failure.get_or_insert(mid);
+                    }
+                    lo = Some(mid);
+                }
+                Probe::Refused => {
+                    self.found.checked += 1;
+                    hi = mid;
+                }
+                Probe::Failed => {
+                    first_failure.get_or_insert(mid);
+                    break;
+                }
+            }
+        }
+        Ok((lo, hi))
+    }
+}
+
+/// What a `sizes` run found.
+#[derive(Debug, Default)]
+pub struct SizesReport {
+    pub found: Findings,
+    /// The first size that failed.
+    pub first_failure: Option<usize>,
+    pub limit: SeenLimit,
+}
+
+/// `sizes`: set then get each size, verifying every value, for `-n` rounds
+/// (default 1). With `--item-limit`, sizes up to it must be stored and one
+/// past it refused; without, the first size refused as too large starts a
+/// bisection for the real limit, and every larger size must be refused too.
+pub async fn sizes(opts: &SizesOptions) -> Result<SizesReport, ToolError> {
+    let c = &opts.common;
+    let server = c
+        .servers
+        .first()
+        .ok_or_else(|| ToolError::Usage("no server".into()))?;
+    let max_body = opts.max_size.max(opts.item_limit.unwrap_or(0)) + 64 * 1024;
+    let conn = Connection::open(&server.addr, max_body)
+        .await
+        .map_err(|e| ToolError::Connect(server.to_string(), e))?;
+    let mut sizer = Sizer {
+        conn,
+        common: c,
+        server,
+        found: Findings::default(),
+        seen: SeenLimit::default(),
+    };
+    let mut first_failure = None;
+    let list = sizes_to_try(opts);
+    let rounds = c.num_ops.unwrap_or(1);
+    let progress = Progress::new(Some(list.len() as u64 * rounds), None);
+    for _ in 0..rounds {
+        let mut refused_from = opts.item_limit.map(|l| l + 1);
+        for &n in &list {
+            let probe = sizer.probe(n).await?;
+            let passed = match probe {
+                Probe::Refused if refused_from.is_none() => {
+                    let below = sizer.seen.largest_stored.filter(|&s| s < n);
+                    let (_, hi) = sizer.bisect(below, n, &mut first_failure).await?;
+                    refused_from = Some(hi);
+                    sizer.found.checked += 1;
+                    true
+                }
+                _ => sizer.judge(n, &probe, refused_from),
+            };
+            if !passed {
+                first_failure.get_or_insert(n);
+            }
+            progress.inc(1);
+        }
     }
     progress.finish();
-    Ok((found, first_failure))
+    Ok(SizesReport {
+        found: sizer.found,
+        first_failure,
+        limit: sizer.seen,
+    })
 }

@@ -119,6 +119,17 @@ pub fn signal(pid: u32, sig: &str) {
 }
 
 /// Poll `f` until it holds or the deadline passes.
+/// A TCP port on 127.0.0.1 that was free a moment ago (for servers that
+/// need a port fixed before they start: memcached, nutcracker, a rend that
+/// must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> Result<(), ()> {
     let deadline = Instant::now() + within;
     loop {
