@@ -2,9 +2,10 @@
 # Install the Debian packages rend's runs and tests use, if any is missing:
 # memcached (L1, and the reference in tests), libclang-dev (the RocksDB
 # build), libmemcached-tools (memccapable, memcslap), nutcracker, and fontconfig
-# with a font for the tools' latency plots.
+# with a font for the tools' latency plots, and systemd (systemd-analyze checks
+# the example unit in fixtures/).
 set -euo pipefail
-want=(memcached libclang-dev libmemcached-tools nutcracker pkg-config libfontconfig1-dev fonts-dejavu-core)
+want=(memcached libclang-dev libmemcached-tools nutcracker pkg-config libfontconfig1-dev fonts-dejavu-core systemd)
 missing=()
 for pkg in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -26,3 +26,16 @@ pub mod orca;
 pub mod protocol;
 pub mod server;
 pub mod tools;
+
+/// proptest's configuration for the unit tests: the seeds of failures it
+/// finds are kept in `fixtures/proptest-regressions/{file}` (cargo runs tests
+/// from the crate root) and replayed first on every run.
+#[cfg(test)]
+pub(crate) fn proptest_config(file: &'static str) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(file),
+        )),
+        ..proptest::test_runner::Config::default()
+    }
+}

@@ -17,7 +17,9 @@ use common::{
 };
 use md5::{Digest, Md5};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use proptest::test_runner::{
+    Config as ProptestConfig, FileFailurePersistence, TestCaseError, TestRunner,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -262,7 +264,9 @@ fn show(b: &[u8]) -> String {
 /// PROPTEST_CASES if set (CI sets 256), else `default`.
 fn proptest_config(default: u32) -> ProptestConfig {
     let mut config = ProptestConfig {
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "fixtures/proptest-regressions/chunked_sockets.txt",
+        ))),
         max_shrink_iters: 64,
         ..ProptestConfig::default()
     };

@@ -787,3 +787,65 @@ fn settings_from_file_and_environment_take_effect() {
     assert!(c.closed_within(Duration::from_secs(3)));
     assert_eq!(c.buf, b"ERROR Too many open connections\r\n");
 }
+
+/// `fixtures/` path.
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_readme_example_configuration_is_read_as_written() {
+    let t = effective(
+        &[
+            "--config",
+            &fixture("rend.toml"),
+            "--listen",
+            "0.0.0.0:11211",
+        ],
+        &[("REND_MAX_CONNS", "4096")],
+    );
+    assert_eq!(t["orca"].as_str(), Some("l1-only"));
+    assert_eq!(t["l1"].as_str(), Some("unix:/run/memcached/memcached.sock"));
+    assert_eq!(t["l1-timeout-ms"].as_integer(), Some(500));
+    assert_eq!(t["chunked"].as_bool(), Some(true));
+    assert_eq!(t["max-conns"].as_integer(), Some(4096));
+    assert_eq!(t["listen"].as_str(), Some("0.0.0.0:11211"));
+}
+
+#[test]
+fn the_systemd_unit_is_valid_and_its_command_line_is_accepted() {
+    let unit = std::fs::read_to_string(fixture("rend.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/rend"));
+    let args: Vec<&str> = words.collect();
+    let t = effective(&args, &[]);
+    assert_eq!(t["listen"].as_str(), Some("0.0.0.0:11211"));
+    assert_eq!(t["l2-path"].as_str(), Some("/var/lib/rend/l2"));
+    assert!(
+        unit.contains("KillMode=mixed"),
+        "SIGTERM goes to rend alone, which stops its memcached"
+    );
+
+    // systemd's own check, with ExecStart pointed at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rend.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/rend", REND)).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("rend.service"),
+        "systemd-analyze verify:\n{stderr}"
+    );
+}

@@ -937,6 +937,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config("fixtures/proptest-regressions/chunked.txt"))]
         #[test]
         fn meta_round_trip(len in 0u32..100_000_000, size in 1u32..100_000, flags: u32, inserted: u32, expiry: u32, token: [u8; 16]) {
             let m = Meta { len, flags, chunks: len.div_ceil(size), chunk_size: size, inserted, expiry, token };

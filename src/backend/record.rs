@@ -602,6 +602,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config("fixtures/proptest-regressions/record.txt"))]
         #[test]
         fn record_round_trip(flags: u32, expiry: u32, cas: u64, value in proptest::collection::vec(any::<u8>(), 0..2000)) {
             let r = Record { flags, expiry, cas, value: Bytes::from(value) };

@@ -26,8 +26,9 @@ use super::{
 // ---------------------------------------------------------------------------
 
 /// `PROPTEST_CASES` when set, else 256; divided by `div` for heavy properties.
+/// Failures persist in fixtures/proptest-regressions/protocol.txt.
 fn config(div: u32) -> ProptestConfig {
-    let mut c = ProptestConfig::default();
+    let mut c = crate::proptest_config("fixtures/proptest-regressions/protocol.txt");
     if std::env::var_os("PROPTEST_CASES").is_none() {
         c.cases = 256;
     }
