@@ -9,17 +9,11 @@
 # at both depths, and blast's pipeline-16 rows show what pipelining buys.
 # Its get test loads 100-byte keys with 400-byte values first; blast reads
 # the same shape of data, loaded by setget beforehand.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
-cargo build --release --bins >/dev/null
-bin="$CARGO_TARGET_DIR/release"
-port=$((20000 + RANDOM % 20000))
-memcached -u root -l 127.0.0.1 -p "$port" -U 0 -t 1 -m 1024 -c 4096 &
-mc=$!
-trap 'kill $mc 2>/dev/null' EXIT
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+source "$(dirname "$0")/common.sh"
+port=$(free_port)
+memcached "${user[@]}" -l 127.0.0.1 -p "$port" -U 0 -t 1 -m 1024 -c 4096 &
+pids+=($!)
+wait_port "$port"
 server="127.0.0.1:$port"
 keys=10000
 "$bin/setget" -s "$server" -w 4 --pipeline 16 --key-space $keys --key-length 100 --value-size 400 >/dev/null 2>&1

@@ -39,17 +39,10 @@
 # keys used here: 19 chunks) and 8192 (3 chunks), and without chunking. The
 # p50 latencies there come from a separate run without strace. Without
 # strace installed this part is skipped.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
-cargo build --release --bins >/dev/null
-bin="$CARGO_TARGET_DIR/release"
-user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
+source "$(dirname "$0")/common.sh"
 duration=4
 keylen=12
 
-source benches/common.sh
 
 out=results/chunked_vs_plain.csv
 echo "value_size,connections,round,mode,preload_check,requests,requests_per_s,get_p99_us,set_p99_us,get_misses,errors,rend_backend_errors,blast_cpu_us_per_request,rend_cpu_us_per_request,memcached_cpu_us_per_request,other_busy_pct,quiet_wait_s,chunked_vs_plain" >"$out"

@@ -1,6 +1,18 @@
-# Shared by the benchmark scripts (sourced): a scratch directory and the
+# Shared by the benchmark scripts, which source it first
+# (source "$(dirname "$0")/common.sh"): strict mode, the repository root as the
+# working directory, the Debian packages, a release build of the binaries in
+# $bin (CARGO_TARGET_DIR defaults to /var/tmp/rend-target, as in CI), $user
+# (memcached's -u root when run as root), a scratch directory and the
 # processes a script starts, both cleaned up on exit; free ports; waiting for
-# a port to listen.
+# a port to listen; stats helpers.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
+cargo build --release --bins >/dev/null
+bin="$CARGO_TARGET_DIR/release"
+user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
+
 work=$(mktemp -d)
 pids=()
 cleanup() {

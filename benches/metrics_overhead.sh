@@ -16,14 +16,7 @@
 # scrapes: how many scrapes completed during the point, scrape_bytes the
 # size of the last one (HTTP headers included). results/metrics_scrape_cost.csv:
 # rend's CPU per scrape, measured over 200 scrapes back to back with no load.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
-cargo build --release --bins >/dev/null
-bin="$CARGO_TARGET_DIR/release"
-user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
-source benches/common.sh
+source "$(dirname "$0")/common.sh"
 dur=${BENCH_SECONDS:-5}
 keys=20000
 

@@ -123,14 +123,7 @@
 # QUICK=1 for a trial of the script itself: only text, 100 B, 4 and 50
 # connections, pipeline 1 and 16, mix get, one round. The committed results
 # use the defaults.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
-cargo build --release --bins >/dev/null
-bin="$CARGO_TARGET_DIR/release"
-user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
-source benches/common.sh
+source "$(dirname "$0")/common.sh"
 
 dur=${BENCH_SECONDS:-4}
 quick=${QUICK:-0}

@@ -36,12 +36,7 @@
 # the key absent, so it is also a miss); setget's first ten go to stderr.
 # rend_backend_errors is rend's backend_errors counter (memcached unavailable
 # or timing out), cumulative, for the rend targets.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
-cargo build --release --bins >/dev/null
-bin="$CARGO_TARGET_DIR/release"
+source "$(dirname "$0")/common.sh"
 
 total_bytes=40000000
 p1_size=100
@@ -50,9 +45,7 @@ p1_keylen=13
 p2_keylen=12
 sustain_secs=30
 sustain_bytes_per_s=20000000
-user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
 
-source benches/common.sh
 stats() { # stats [group] from memcached on port $1
     timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$1; printf "stats %s\r\nquit\r\n" "$2" >&3; cat <&3' _ "$1" "${2:-}" | tr -d '\r'
 }

@@ -145,11 +145,6 @@ for n in "$minutes" "$every" "$first" "$quiet_tail" "$seed"; do
 done
 [ "$minutes" -ge 1 ] && [ "$every" -ge 10 ] || { echo "need minutes >= 1, fault interval >= 10 s" >&2; exit 2; }
 
-bash scripts/deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
-cargo build --release --bins >/dev/null
-bin="$CARGO_TARGET_DIR/release"
-user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
 source benches/common.sh
 mkdir -p "$work/blast" "$work/samples"
 

@@ -23,14 +23,7 @@
 #     pending compaction bytes at the end, and the L2 size.
 # Columns as in chunked_vs_plain.sh: CPU per request of blast, rend and
 # memcached, and other_busy_pct (machine time not charged to them).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
-cargo build --release --bins >/dev/null
-bin="$CARGO_TARGET_DIR/release"
-user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
-source benches/common.sh
+source "$(dirname "$0")/common.sh"
 # Knobs for a quick trial of the script itself; the committed results use the
 # defaults.
 dur=${BENCH_SECONDS:-4}
