@@ -291,6 +291,10 @@ impl Config {
     /// The configuration as a TOML file that `--config` accepts: every
     /// setting in the order of `--help`; one that is absent (so derived or
     /// off) is a comment saying what is in force.
+    #[allow(
+        clippy::expect_used,
+        reason = "Config holds only strings, numbers and booleans, which TOML can always hold"
+    )]
     pub fn to_toml(&self) -> String {
         let table = toml::Table::try_from(self).expect("the configuration is TOML");
         let mut out = String::from(

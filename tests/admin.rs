@@ -8,6 +8,8 @@
 //! an oversized reply are answered with SERVER_ERROR, and the next command
 //! works again.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeSet;

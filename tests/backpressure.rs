@@ -7,6 +7,8 @@
 //! latency on a small machine), and every one that stops memcached holds a
 //! guard that resumes it, so a failing assert never leaves it stopped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,6 +2,8 @@
 //! add ~430 MB), but the symbol table, so a backtrace names functions
 //! (`[profile.release] debug = false` in Cargo.toml).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 const MAX_BYTES: u64 = 20 * 1024 * 1024;
 
 #[test]

@@ -2,6 +2,8 @@
 //! real memcached: every opcode, quiet and K variants, limits and malformed
 //! packets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! read-modify-writes under concurrency, memccapable, and replies that must
 //! match memcached's.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashSet};

@@ -6,6 +6,8 @@
 //! These run the real `rend` binary, mostly with `--print-config`, which
 //! prints the effective configuration and exits before anything starts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -41,6 +41,8 @@
 //! `DIFF_SEED=<n>` and `DIFF_STEPS=<n>` run another stream; `DIFF_TRACE=1`
 //! prints every request and both replies.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -1,6 +1,8 @@
 //! rend with no `--l1`: it starts memcached itself, restarts it when it
 //! dies, and stops it on exit (also when rend is killed outright).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -4,6 +4,8 @@
 //! nodes. rend is a per-node sidecar: the ring lives in the router or the
 //! client, and both must put a key on the same node.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::TcpStream;

@@ -2,6 +2,8 @@
 //! hold no buffers). A file of its own: the test holds about 19,200 sockets
 //! open, close to the 20,000 descriptors a process may have.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{Read, Write};

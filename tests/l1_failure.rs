@@ -2,6 +2,8 @@
 //! past the L1 timeout. Clients keep their connections, get SERVER_ERROR
 //! while memcached is away and recover without reconnecting.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

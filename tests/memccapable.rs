@@ -3,6 +3,8 @@
 //! Modes: l1-only, l1-l2 (main port, plain and chunked, with 8-byte chunks
 //! too) and the batch port of an l1-l2 rend (policy l1-l2-batch).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashSet;

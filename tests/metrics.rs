@@ -2,6 +2,8 @@
 //! memcached, RocksDB in a temp dir), then `/metrics` scraped over HTTP,
 //! parsed, and every request counter and histogram count checked exactly.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -1,5 +1,7 @@
 //! Many client connections through a few memcached connections.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Conn, Memcached, Rend};

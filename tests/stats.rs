@@ -1,6 +1,8 @@
 //! `stats` (text) and STAT (binary) answer with memcached's fields, and the
 //! counts move with a known workload; `stats l1` is memcached's own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;

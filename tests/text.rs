@@ -2,6 +2,8 @@
 //! real memcached: every command, pipelining, byte-at-a-time writes, limits
 //! and the deliberate safety rules of DESIGN §2.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! report contents, corruption detection through a byte-flipping relay, the
 //! open loop's rate and coordinated-omission correction, several servers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{Read, Write};

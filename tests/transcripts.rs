@@ -3,6 +3,8 @@
 //! against the memcached installed here (so a transcript that no longer
 //! matches memcached is caught) and against rend in every mode.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,8 @@
 //! tag byte 0xA5, L2's cas (u64, big-endian), then the value, with the
 //! client's flags.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -6,6 +6,8 @@
 //! tiers and back-fills keep the remaining TTL; and the default run (no
 //! `--orca`, no `--l1`) is l1-l2 with its own memcached.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

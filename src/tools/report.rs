@@ -178,6 +178,10 @@ pub enum ReportError {
     PlotExtension { path: PathBuf },
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "every caller passes a constant precision of 2 or 3, which hdrhistogram accepts"
+)]
 fn new_histogram<T: hdrhistogram::Counter>(sigfig: u8) -> Histogram<T> {
     // Auto-resizing, so a histogram costs only what its largest value needs
     // (a few tens of KiB for millisecond latencies) rather than the 60 s bound.
