@@ -1,21 +1,41 @@
-//! rend: a memcached proxy in front of a local memcached (L1), and the
-//! library its load and verification tools share.
+//! rend: a memcached proxy in front of a local memcached (L1) and an
+//! embedded RocksDB (L2), and the library its load and verification tools
+//! share.
+//!
+//! # Layout
 //!
 //! Where a request goes, top to bottom:
-//! - [`server`] accepts connections, sniffs the protocol from the first byte
-//!   and runs one loop per connection ([`server::conn`]);
-//! - [`protocol`] decodes requests ([`protocol::text`], [`protocol::binary`])
-//!   into one neutral [`protocol::Request`] and encodes the
-//!   [`protocol::Response`];
-//! - [`orca`] is the policy that decides which tier answers
-//!   ([`orca::L1Only`]);
-//! - [`backend`] holds the tiers: [`backend::memcached`], the pooled binary
-//!   client of memcached, [`backend::admin`], the text connection that
-//!   carries memcached's admin commands, and [`backend::embedded`], the
-//!   memcached rend starts when it is given none.
+//! - [`server`] accepts connections (TCP or a unix socket), enforces the
+//!   connection limit and hands each to a worker thread; [`server::conn`]
+//!   sniffs the protocol from the first byte and runs one loop per
+//!   connection over a [`net`] socket.
+//! - [`protocol`] is the wire, pure (no I/O): one request/response model,
+//!   [`protocol::text`] and [`protocol::binary`] as memcached 1.6.18 parses
+//!   and answers them, [`protocol::number`] (memcached's number parsing) and
+//!   [`protocol::out`] (where encoders write).
+//! - [`orca`] is the policy that decides which tiers answer:
+//!   [`orca::l1_only`], [`orca::l1_l2`] and [`orca::l1_l2_batch`], the last
+//!   two sharing [`orca::two_tier`].
+//! - [`backend`] holds the tiers behind one trait: [`backend::memcached`]
+//!   (the pooled, pipelined binary client of memcached), [`backend::rocksdb`]
+//!   (L2) with [`backend::record`] (its record and memcached's verbs as pure
+//!   functions), [`backend::chunked`] (values as fixed-size chunks),
+//!   [`backend::locks`] (key-striped locks), [`backend::instrumented`]
+//!   (per-tier counters), [`backend::admin`] (the text connection that
+//!   carries memcached's admin commands) and [`backend::embedded`] (the
+//!   memcached rend starts when it is given none).
 //!
-//! [`config`] is the command line, [`app`] wires them together and
-//! [`metrics`] counts what happens.
+//! Around them: [`config`] is the configuration (flags, `REND_*`, a TOML
+//! file), [`app`] wires everything together, and [`metrics`] keeps the
+//! counters `stats` reports and, in [`metrics::ops`], [`metrics::exporter`]
+//! and [`metrics::http`], what Prometheus scrapes ([`metrics::ratelimit`]
+//! keeps repeated warnings from flooding the log).
+//!
+//! [`tools`] is the library of `blast`, `setget` and `sizes`: their flags
+//! ([`tools::args`]), client ([`tools::client`]), workload
+//! ([`tools::workload`], [`tools::ketama`]), runs ([`tools::blast`],
+//! [`tools::verify`]) and report ([`tools::report`]). `src/bin/` holds the
+//! four thin binaries.
 
 pub mod app;
 pub mod backend;
