@@ -288,7 +288,9 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Let spawned work (back-fills) run before asserting it did nothing.
+/// Let spawned work (back-fills) run before asserting it did nothing. On
+/// tokio's paused clock (most tests here) this takes no real time: the
+/// clock jumps once every task is idle.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
@@ -335,7 +337,7 @@ fn wrap_and_unwrap_the_l1_header() {
 
 // ---------------------------------------------------------------- set
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn set_writes_l2_then_l1_with_l2_cas_and_absolute_exptime() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 42 }));
@@ -365,7 +367,7 @@ async fn set_writes_l2_then_l1_with_l2_cas_and_absolute_exptime() {
     assert_eq!(rig.count(|c| &c.l1_write_failures), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn set_keeps_absolute_zero_and_expired_exptimes() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 1 }));
@@ -389,7 +391,7 @@ async fn set_keeps_absolute_zero_and_expired_exptimes() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn set_on_batch_port_replaces_in_l1() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 42 }));
@@ -418,7 +420,7 @@ async fn set_on_batch_port_replaces_in_l1() {
     assert_eq!(rig.count(|c| &c.l1_write_failures), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn set_l2_failure_is_server_error_and_l1_is_not_called() {
     let rig = Rig::new();
     rig.l2.answer(|_| Err(BackendError::Unavailable(Tier::L2)));
@@ -434,7 +436,7 @@ async fn set_l2_failure_is_server_error_and_l1_is_not_called() {
     assert_eq!(rig.l2.seen().len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn set_l1_timeout_replies_stored_and_makes_the_key_suspect() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| {
@@ -471,7 +473,7 @@ async fn set_l1_timeout_replies_stored_and_makes_the_key_suspect() {
 /// queued after it, whose success lifts the key's suspicion; rend may see the
 /// write's success first. A key suspect when its read was sent is not served
 /// from that read.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_read_sent_while_the_key_was_suspect_is_not_served_from_l1() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| {
@@ -507,7 +509,7 @@ async fn a_read_sent_while_the_key_was_suspect_is_not_served_from_l1() {
 /// While an earlier L1 request may still be carried out (a stalled socket
 /// memcached has not answered), a later write's success does not vouch for
 /// L1's copy; once it has settled, the next successful write does.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unsettled_l1_keeps_a_key_suspect_through_later_writes() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| {
@@ -530,7 +532,7 @@ async fn an_unsettled_l1_keeps_a_key_suspect_through_later_writes() {
     assert!(!rig.shared.trust.is_suspect(b"k"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn suspect_key_backfill_deletes_the_stale_copy_then_adds() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| {
@@ -580,7 +582,7 @@ async fn suspect_key_backfill_deletes_the_stale_copy_then_adds() {
     assert_eq!(rig.l2.seen().len(), l2_calls, "an L1 hit, L2 not asked");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn suspect_key_backfill_skips_the_add_when_the_delete_fails() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| {
@@ -611,7 +613,7 @@ async fn suspect_key_backfill_skips_the_add_when_the_delete_fails() {
     assert!(rig.shared.trust.is_suspect(b"k"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn l1_refusing_the_set_gets_a_delete_of_the_key() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 42 }));
@@ -635,7 +637,7 @@ async fn l1_refusing_the_set_gets_a_delete_of_the_key() {
     assert_eq!(rig.count(|c| &c.l1_write_failures), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn l1_refusing_the_set_and_failing_the_delete_makes_the_key_suspect() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 42 }));
@@ -652,7 +654,7 @@ async fn l1_refusing_the_set_and_failing_the_delete_makes_the_key_suspect() {
     assert_eq!(rig.count(|c| &c.l1_write_failures), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn too_large_set_deletes_the_key_in_both_tiers() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Deleted));
@@ -671,7 +673,7 @@ async fn too_large_set_deletes_the_key_in_both_tiers() {
 
 // ---------------------------------------------------------------- add / replace
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn add_refused_by_l2_is_not_stored_and_l1_untouched() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::NotStored));
@@ -691,7 +693,7 @@ async fn add_refused_by_l2_is_not_stored_and_l1_untouched() {
     assert_eq!(rig.l2.seen().len(), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn add_and_replace_accepted_by_l2_set_l1_on_the_main_port() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 61 }));
@@ -718,7 +720,7 @@ async fn add_and_replace_accepted_by_l2_set_l1_on_the_main_port() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn add_and_replace_accepted_by_l2_replace_l1_on_the_batch_port() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 61 }));
@@ -733,7 +735,7 @@ async fn add_and_replace_accepted_by_l2_replace_l1_on_the_batch_port() {
 
 // ---------------------------------------------------------------- cas
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stale_cas_is_exists_and_l1_untouched() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Exists));
@@ -745,7 +747,7 @@ async fn stale_cas_is_exists_and_l1_untouched() {
     assert_eq!(rig.log(), vec![(Tier::L2, cas.clone()), (Tier::L2, cas)]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cas_accepted_by_l2_writes_l1_without_the_client_cas() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 6 }));
@@ -785,7 +787,7 @@ fn l2_after_change(data: &'static [u8], cas: u64, expiry: u32) -> impl Fn(&Comma
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn append_and_prepend_refresh_l1_with_the_full_value_from_l2() {
     for (mode, data) in [
         (StoreMode::Append, &b"abcdef"[..]),
@@ -821,7 +823,7 @@ async fn append_and_prepend_refresh_l1_with_the_full_value_from_l2() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn append_refused_by_l2_leaves_l1_untouched() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::NotStored));
@@ -832,7 +834,7 @@ async fn append_refused_by_l2_leaves_l1_untouched() {
     assert_eq!(rig.log(), vec![(Tier::L2, cmd)]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn incr_and_decr_refresh_l1_with_the_full_value_from_l2() {
     for incr in [true, false] {
         for batch in [false, true] {
@@ -869,7 +871,7 @@ async fn incr_and_decr_refresh_l1_with_the_full_value_from_l2() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn binary_incr_create_exptime_is_made_absolute() {
     let rig = Rig::new();
     rig.l2.answer(l2_after_change(b"5", 70, 0));
@@ -886,7 +888,7 @@ async fn binary_incr_create_exptime_is_made_absolute() {
     assert_absolute(exptime_of(&rig.l2.seen()[0]), 100, before, after);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn incr_miss_in_l2_leaves_l1_untouched() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::NotFound));
@@ -902,7 +904,7 @@ async fn incr_miss_in_l2_leaves_l1_untouched() {
     assert_eq!(rig.log(), vec![(Tier::L2, cmd)]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn incr_whose_record_l2_cannot_read_back_deletes_it_in_l1() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| match cmd {
@@ -925,7 +927,7 @@ async fn incr_whose_record_l2_cannot_read_back_deletes_it_in_l1() {
 
 // ---------------------------------------------------------------- get
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_l1_hit_carries_the_l2_cas_and_skips_l2() {
     let rig = Rig::new();
     rig.l1
@@ -946,7 +948,7 @@ async fn get_l1_hit_carries_the_l2_cas_and_skips_l2() {
     assert_eq!(rig.count(|c| &c.l2_gets), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_l1_miss_reads_l2_and_backfills_with_add() {
     let rig = Rig::new();
     rig.l1.answer(l1_empty);
@@ -973,7 +975,7 @@ async fn get_l1_miss_reads_l2_and_backfills_with_add() {
     assert_eq!(rig.count(|c| &c.l1_backfills), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_miss_in_both_tiers_is_empty_and_backfills_nothing() {
     let rig = Rig::new();
     rig.l1.answer(l1_empty);
@@ -988,7 +990,7 @@ async fn get_miss_in_both_tiers_is_empty_and_backfills_nothing() {
     assert_eq!(rig.count(|c| &c.l2_get_hits), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_ignores_untagged_l1_values() {
     let rig = Rig::new();
     rig.l1.answer(|cmd| match cmd {
@@ -1032,7 +1034,7 @@ async fn get_ignores_untagged_l1_values() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_l1_failure_answers_from_l2_without_backfill() {
     let rig = Rig::new();
     rig.l1.answer(|cmd| match cmd {
@@ -1056,7 +1058,7 @@ async fn get_l1_failure_answers_from_l2_without_backfill() {
     assert_eq!(rig.count(|c| &c.l1_backfills), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_l2_failure_on_a_miss_is_server_error() {
     let rig = Rig::new();
     rig.l1.answer(l1_empty);
@@ -1069,7 +1071,7 @@ async fn get_l2_failure_on_a_miss_is_server_error() {
     assert_eq!(rig.l1.seen(), vec![get(&["k"])]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn batch_get_miss_reads_l2_without_backfill() {
     let rig = Rig::new();
     rig.l1.answer(l1_empty);
@@ -1089,7 +1091,7 @@ async fn batch_get_miss_reads_l2_without_backfill() {
     assert_eq!(rig.count(|c| &c.l1_backfills), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn multi_get_mixes_hits_and_misses_in_request_order() {
     let rig = Rig::new();
     rig.l1.answer(|cmd| match cmd {
@@ -1130,7 +1132,7 @@ async fn multi_get_mixes_hits_and_misses_in_request_order() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_with_read_locks_backfills_and_releases_its_locks() {
     let rig = Rig::with_read_locks(true);
     rig.l1.answer(l1_empty);
@@ -1161,7 +1163,7 @@ async fn get_with_read_locks_backfills_and_releases_its_locks() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_delete_waits_for_the_backfill_in_flight() {
     let rig = Rig::new();
     rig.l1.answer(|cmd| match cmd {
@@ -1234,7 +1236,7 @@ fn l2_gat(cmd: &Command) -> Answer {
     })
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn gat_touches_l2_with_absolute_expiry_and_writes_l1() {
     for batch in [false, true] {
         let rig = Rig::new();
@@ -1279,7 +1281,7 @@ async fn gat_touches_l2_with_absolute_expiry_and_writes_l1() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn gat_l2_failure_is_server_error_and_l1_untouched() {
     let rig = Rig::new();
     rig.l2.answer(|_| Err(BackendError::Unavailable(Tier::L2)));
@@ -1295,7 +1297,7 @@ async fn gat_l2_failure_is_server_error_and_l1_untouched() {
     assert!(rig.l1.seen().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn gat_l1_write_failure_makes_the_key_suspect() {
     let rig = Rig::new();
     rig.l2.answer(l2_gat);
@@ -1313,7 +1315,7 @@ async fn gat_l1_write_failure_makes_the_key_suspect() {
 
 // ---------------------------------------------------------------- delete / touch
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delete_reaches_l1_whatever_l2_answers_and_the_reply_follows_l2() {
     for (l2_says, batch) in [
         (Response::Deleted, false),
@@ -1349,7 +1351,7 @@ async fn delete_reaches_l1_whatever_l2_answers_and_the_reply_follows_l2() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delete_with_a_cas_is_decided_by_l2() {
     let rig = Rig::new();
     rig.l1.answer(|_| Ok(Response::Deleted));
@@ -1372,7 +1374,7 @@ async fn delete_with_a_cas_is_decided_by_l2() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delete_l1_failure_makes_the_key_suspect() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| {
@@ -1396,7 +1398,7 @@ async fn delete_l1_failure_makes_the_key_suspect() {
     assert_eq!(rig.l2.seen(), vec![delete("k"), gete("k"), gete("k")]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn touch_reaches_l1_whatever_l2_answers_and_the_reply_follows_l2() {
     for (l2_says, batch) in [
         (Response::Touched { flags: 3, cas: 9 }, false),
@@ -1441,7 +1443,7 @@ async fn touch_reaches_l1_whatever_l2_answers_and_the_reply_follows_l2() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn touch_l1_failure_makes_the_key_suspect() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| {
@@ -1473,7 +1475,7 @@ async fn touch_l1_failure_makes_the_key_suspect() {
 
 // ---------------------------------------------------------------- flush_all
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn flush_all_reaches_both_tiers_l2_first() {
     for delay in [0, 10] {
         for batch in [false, true] {
@@ -1506,7 +1508,7 @@ async fn flush_all_reaches_both_tiers_l2_first() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn flush_all_l2_failure_is_server_error_and_l1_not_flushed() {
     let rig = Rig::new();
     rig.l2
@@ -1520,7 +1522,7 @@ async fn flush_all_l2_failure_is_server_error_and_l1_not_flushed() {
     assert!(rig.l1.seen().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn flush_all_l1_failure_distrusts_l1_until_a_recovery_flush() {
     let rig = Rig::new();
     // L1 answers reads but cannot flush until `flush_ok`.
@@ -1586,7 +1588,7 @@ async fn flush_all_l1_failure_distrusts_l1_until_a_recovery_flush() {
     assert_eq!(rig.l2.seen().len(), 3, "the L1 hit is served");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn recovery_flush_failing_keeps_l1_distrusted() {
     let rig = Rig::new();
     rig.l2.answer(|cmd| {
@@ -1618,6 +1620,7 @@ async fn recovery_flush_failing_keeps_l1_distrusted() {
 /// A delayed flush_all that L1 missed: the recovery flush empties L1 now, but
 /// L1 must still forget, at the flush time, what is back-filled before it,
 /// as L2 will.
+// Real time: it waits for wall-clock seconds (memcached's flush times).
 #[tokio::test]
 async fn delayed_flush_missed_by_l1_still_takes_effect_in_l1() {
     let rig = Rig::new();
@@ -1675,7 +1678,7 @@ async fn delayed_flush_missed_by_l1_still_takes_effect_in_l1() {
 
 // ---------------------------------------------------------------- GETE, stats
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn gete_is_answered_by_l2() {
     let rig = Rig::new();
     rig.l1.answer(l1_empty);
@@ -1700,7 +1703,7 @@ async fn gete_is_answered_by_l2() {
 
 /// A text `stats <group>` is memcached's text reply, over the admin lane;
 /// a binary one goes to L1 as a binary STAT.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stats_group_goes_to_l1() {
     let rig = Rig::new();
     let text = Response::Raw(b("STAT evictions 0\r\nEND\r\n"));
@@ -1734,7 +1737,7 @@ async fn stats_group_goes_to_l1() {
 /// memcached's admin commands go to the admin lane on both ports, and its
 /// reply comes back as it is; when memcached cannot be reached the client
 /// gets SERVER_ERROR, or nothing after `noreply`.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn admin_commands_go_to_the_admin_lane() {
     let rig = Rig::new();
     rig.admin.answer(|_| Ok(Response::Raw(b("OK\r\n"))));
@@ -1770,7 +1773,7 @@ async fn admin_commands_go_to_the_admin_lane() {
 /// A back-fill add that timed out may still land in memcached later, on the
 /// key's connection, after a flush_all sent on another one. The design
 /// treats every failed L1 write this way: the key is suspect.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn backfill_add_timeout_makes_the_key_suspect() {
     let rig = Rig::new();
     let flushed = Arc::new(AtomicBool::new(false));
@@ -1864,7 +1867,7 @@ fn unix_now() -> u64 {
 /// A delayed flush about to fire: a record L2 read before it must not be
 /// put in L1, where it would outlive the flush L2 applies (the add could
 /// land after memcached's flush time).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn no_backfill_of_a_record_a_flush_about_to_fire_hides() {
     let rig = Rig::new();
     let old_cas = (unix_now() - 10) * 1_000_000;
@@ -1918,6 +1921,7 @@ async fn no_backfill_of_a_record_a_flush_about_to_fire_hides() {
 /// a memcached that started at another time reads it the same way. A
 /// delayed flush that has fired is kept: L1 is emptied before a new one
 /// replaces it there.
+// Real time: it waits for wall-clock seconds (memcached's flush times).
 #[tokio::test]
 async fn flush_all_reaches_both_tiers_in_one_canonical_form() {
     let rig = Rig::new();
