@@ -15,7 +15,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    assert_all_pass, bin_req, memccapable, read_line, set_extras, Conn, Memcached, Packet, Rend,
+    assert_all_pass, bin_req, memccapable, read_line, read_values, set_extras, Conn, Memcached,
+    Packet, Rend,
 };
 use md5::{Digest, Md5};
 use proptest::prelude::*;
@@ -54,52 +55,6 @@ const GAT: u8 = 0x1d;
 // ============================================================================
 // Helpers: replies read by their framing (values may hold any bytes).
 // ============================================================================
-
-/// One value of a text get reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Item {
-    key: Vec<u8>,
-    flags: u32,
-    data: Vec<u8>,
-    cas: Option<u64>,
-}
-
-/// The values of a text get/gets/gat reply, up to its END.
-fn read_values(c: &mut Conn) -> Vec<Item> {
-    let mut out = Vec::new();
-    loop {
-        let line = read_line(c);
-        if line == b"END\r\n" {
-            return out;
-        }
-        let text = String::from_utf8_lossy(&line).into_owned();
-        let t: Vec<&[u8]> = line[..line.len() - 2]
-            .split(|&b| b == b' ')
-            .filter(|t| !t.is_empty())
-            .collect();
-        assert!(
-            t.len() >= 4 && t[0] == b"VALUE",
-            "not a VALUE line: {text:?}"
-        );
-        let num = |b: &[u8]| -> u64 {
-            std::str::from_utf8(b)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("bad number in {text:?}"))
-        };
-        let len = num(t[3]) as usize;
-        let mut data = c.read_exact_n(len + 2);
-        assert_eq!(data.len(), len + 2, "short value after {text:?}");
-        assert_eq!(&data[len..], b"\r\n", "value not followed by CRLF");
-        data.truncate(len);
-        out.push(Item {
-            key: t[1].to_vec(),
-            flags: num(t[2]) as u32,
-            data,
-            cas: t.get(4).map(|c| num(c)),
-        });
-    }
-}
 
 fn get_line(key: &[u8]) -> Vec<u8> {
     let mut req = b"get ".to_vec();

@@ -8,29 +8,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 
-use common::{assert_all_pass, memccapable, Conn, Memcached, Rend};
-
-/// memccapable against `addr` (`host:port`; TCP only). It flushes its target
-/// first. Returns its output; a non-zero exit fails here.
-fn memccapable_at(addr: &str) -> String {
-    let (host, port) = addr.rsplit_once(':').expect("tcp address");
-    let out = Command::new("memccapable")
-        .args(["-h", host, "-p", port, "-t", "10"])
-        .output()
-        .expect("memccapable must be installed (apt-get install libmemcached-tools)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "memccapable against {addr} failed:\n{text}"
-    );
-    text
-}
+use common::{assert_all_pass, memccapable, memccapable_at, Conn, Memcached, Rend};
 
 /// rend in l1-l2 in front of a fresh memcached, L2 in a fresh temp dir
 /// (declared first, so it outlives rend).

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{bin_req, read_line, set_extras, signal, wait_for, Conn, Memcached, Rend, REND};
+use common::{
+    bin_req, read_line, read_values, set_extras, signal, wait_for, Conn, Memcached, Rend, REND,
+};
 
 const BIN_SET: u8 = 0x01;
 const GETE: u8 = 0x40;
@@ -76,41 +78,6 @@ fn store_req(verb: &str, key: &[u8], flags: u32, exptime: i64, value: &[u8]) -> 
 
 fn line_str(c: &mut Conn) -> String {
     String::from_utf8_lossy(&read_line(c)).into_owned()
-}
-
-/// One value of a text get reply.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Item {
-    key: Vec<u8>,
-    flags: u32,
-    data: Vec<u8>,
-}
-
-/// The values of a text get reply, up to its END.
-fn read_values(c: &mut Conn) -> Vec<Item> {
-    let mut out = Vec::new();
-    loop {
-        let line = read_line(c);
-        if line == b"END\r\n" {
-            return out;
-        }
-        let text = String::from_utf8_lossy(&line).into_owned();
-        let t: Vec<&str> = text.trim_end().split(' ').collect();
-        assert!(
-            t.len() >= 4 && t[0] == "VALUE",
-            "not a VALUE line: {text:?}"
-        );
-        let len: usize = t[3].parse().expect("length");
-        let mut data = c.read_exact_n(len + 2);
-        assert_eq!(data.len(), len + 2, "short value after {text:?}");
-        assert_eq!(&data[len..], b"\r\n", "value not followed by CRLF");
-        data.truncate(len);
-        out.push(Item {
-            key: t[1].as_bytes().to_vec(),
-            flags: t[2].parse().expect("flags"),
-            data,
-        });
-    }
 }
 
 /// Text multi-get: for each key, its flags and data or `None`.

@@ -504,9 +504,15 @@ pub fn proxy(extra: &[&str]) -> (Memcached, Rend) {
     (mc, rend)
 }
 
-/// Run memccapable against rend started with `flags`; return its output.
+/// memccapable against rend's TCP address; returns its output.
 pub fn memccapable(rend: &Rend) -> String {
-    let (host, port) = rend.addr.rsplit_once(':').expect("tcp address");
+    memccapable_at(&rend.addr)
+}
+
+/// memccapable against `addr` (`host:port`; TCP only). It flushes its target
+/// first. Returns its output; a non-zero exit fails here.
+pub fn memccapable_at(addr: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').expect("tcp address");
     let out = Command::new("memccapable")
         .args(["-h", host, "-p", port, "-t", "10"])
         .output()
@@ -516,7 +522,10 @@ pub fn memccapable(rend: &Rend) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "memccapable failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "memccapable against {addr} failed:\n{text}"
+    );
     text
 }
 
@@ -581,4 +590,50 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no VmRSS for {pid}:\n{status}"));
     kb * 1024
+}
+
+/// One value of a text get reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub key: Vec<u8>,
+    pub flags: u32,
+    pub data: Vec<u8>,
+    pub cas: Option<u64>,
+}
+
+/// The values of a text get/gets/gat reply, up to its END.
+pub fn read_values(c: &mut Conn) -> Vec<Item> {
+    let mut out = Vec::new();
+    loop {
+        let line = read_line(c);
+        if line == b"END\r\n" {
+            return out;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let t: Vec<&[u8]> = line[..line.len() - 2]
+            .split(|&b| b == b' ')
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert!(
+            t.len() >= 4 && t[0] == b"VALUE",
+            "not a VALUE line: {text:?}"
+        );
+        let num = |b: &[u8]| -> u64 {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("bad number in {text:?}"))
+        };
+        let len = num(t[3]) as usize;
+        let mut data = c.read_exact_n(len + 2);
+        assert_eq!(data.len(), len + 2, "short value after {text:?}");
+        assert_eq!(&data[len..], b"\r\n", "value not followed by CRLF");
+        data.truncate(len);
+        out.push(Item {
+            key: t[1].to_vec(),
+            flags: num(t[2]) as u32,
+            data,
+            cas: t.get(4).map(|c| num(c)),
+        });
+    }
 }
