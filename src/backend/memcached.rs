@@ -429,7 +429,7 @@ impl Backend for Lane {
 /// Send `cmd` on slot `index` of `pool`.
 fn call_on(pool: &MemcachedL1, index: usize, cmd: &Command) -> BackendFuture {
     let mut shape = Shape::Single;
-    let rx = pool.conns[index].submit(&pool.opts, cmd_keys(cmd), |out, opaque| {
+    let rx = pool.conns[index].submit(&pool.opts, cmd.keys().len().max(1), |out, opaque| {
         let (expect, last, s) = encode(cmd, opaque, out)?;
         shape = s;
         Some((expect, last))
@@ -522,15 +522,7 @@ impl Keyed {
 }
 
 fn first_key(cmd: &Command) -> Option<&[u8]> {
-    match cmd {
-        Command::Get { keys, .. } => keys.first().map(|k| &k[..]),
-        Command::GetE { key }
-        | Command::Store { key, .. }
-        | Command::Delete { key, .. }
-        | Command::Touch { key, .. }
-        | Command::Arith { key, .. } => Some(key),
-        _ => None,
-    }
+    cmd.keys().first().map(|k| &k[..])
 }
 
 impl Backend for Keyed {
@@ -646,13 +638,6 @@ fn quiet_packet(cmd: &Command, opaque: u32, out: &mut OutBuf) -> Option<bool> {
 /// 20 µs a packet on top of the per-request timeout.
 fn batch_timeout(timeout: Duration, packets: usize) -> Duration {
     timeout + Duration::from_micros(20).saturating_mul(u32::try_from(packets).unwrap_or(u32::MAX))
-}
-
-fn cmd_keys(cmd: &Command) -> usize {
-    match cmd {
-        Command::Get { keys, .. } => keys.len(),
-        _ => 1,
-    }
 }
 
 /// How to turn a request's reply packets into one response.

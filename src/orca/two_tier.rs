@@ -210,10 +210,10 @@ fn bump(c: &std::sync::atomic::AtomicU64) {
 /// The key a write names.
 fn write_key(cmd: &Command) -> Option<&Bytes> {
     match cmd {
-        Command::Store { key, .. }
-        | Command::Delete { key, .. }
-        | Command::Touch { key, .. }
-        | Command::Arith { key, .. } => Some(key),
+        Command::Store { .. }
+        | Command::Delete { .. }
+        | Command::Touch { .. }
+        | Command::Arith { .. } => cmd.keys().first(),
         _ => None,
     }
 }

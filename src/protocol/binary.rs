@@ -503,19 +503,6 @@ impl RequestDecoder {
     }
 }
 
-/// The request's key, where it has exactly one.
-fn request_key(req: &Request) -> Option<&Bytes> {
-    match &req.cmd {
-        Command::Get { keys, .. } => keys.first(),
-        Command::GetE { key }
-        | Command::Store { key, .. }
-        | Command::Delete { key, .. }
-        | Command::Touch { key, .. }
-        | Command::Arith { key, .. } => Some(key),
-        _ => None,
-    }
-}
-
 /// Write the reply to a binary request as memcached would.
 pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &mut S) {
     let Frame::Binary { opcode, opaque } = req.frame else {
@@ -616,7 +603,7 @@ fn miss<S: Sink + ?Sized>(req: &Request, opcode: u8, opaque: u32, quiet: bool, o
     if returns_key(opcode) {
         // memcached 1.6.18 sends the key once, in the key field (the body is
         // the key and nothing else).
-        let key = request_key(req).map(|k| &k[..]).unwrap_or(&[]);
+        let key = req.cmd.keys().first().map(|k| &k[..]).unwrap_or(&[]);
         head.write(out, &[], key, 0);
     } else {
         let text = status_message(status::KEY_ENOENT);

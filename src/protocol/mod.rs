@@ -160,6 +160,26 @@ pub enum Frame {
     },
 }
 
+impl Command {
+    /// The keys this request works on: a get's keys; the one key of GETE,
+    /// a storage command, delete, touch and arithmetic, and of a value
+    /// refused as too large that memcached deletes; none for the rest.
+    pub fn keys(&self) -> &[Bytes] {
+        match self {
+            Command::Get { keys, .. } => keys,
+            Command::GetE { key }
+            | Command::Store { key, .. }
+            | Command::Delete { key, .. }
+            | Command::Touch { key, .. }
+            | Command::Arith { key, .. }
+            | Command::Invalid(Invalid::TooLarge { delete: Some(key) }) => {
+                std::slice::from_ref(key)
+            }
+            _ => &[],
+        }
+    }
+}
+
 /// One decoded request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {

@@ -2461,3 +2461,27 @@ fn binary_packet_decoder_limits() {
     let mut buf = BytesMut::from(&raw_packet(0x82, 0, 0, 0, 0, 0, 0, 0, &[])[..]);
     assert!(binary::decode_packet(&mut buf, 1 << 20).is_err());
 }
+
+#[test]
+fn command_keys_names_what_a_request_touches() {
+    let k = |s: &'static str| Bytes::from_static(s.as_bytes());
+    let get = Command::Get {
+        keys: vec![k("a"), k("b")],
+        touch: None,
+    };
+    assert_eq!(get.keys(), &[k("a"), k("b")]);
+    let del = Command::Delete {
+        key: k("d"),
+        cas: 0,
+    };
+    assert_eq!(del.keys(), &[k("d")]);
+    let too_large = Command::Invalid(Invalid::TooLarge {
+        delete: Some(k("big")),
+    });
+    assert_eq!(too_large.keys(), &[k("big")]);
+    assert!(Command::Invalid(Invalid::TooLarge { delete: None })
+        .keys()
+        .is_empty());
+    assert!(Command::Flush { delay: 0 }.keys().is_empty());
+    assert!(Command::Noop.keys().is_empty());
+}

@@ -35,7 +35,7 @@ use crate::net::Stream;
 use crate::orca::{Orca, Reply};
 use crate::protocol::out::{OutBuf, Sink};
 use crate::protocol::{
-    encode_response, text, Command, Decoder, Frame, FrameError, Invalid, Limits, Request, Response,
+    encode_response, text, Command, Decoder, Frame, FrameError, Limits, Request, Response,
 };
 
 /// Most keys one piece of a multi-get asks for.
@@ -816,16 +816,7 @@ fn runs_alone(cmd: &Command) -> bool {
 /// flush) or ends the connection, which must run alone.
 fn request_keys(cmd: &Command) -> Option<&[Bytes]> {
     match cmd {
-        Command::Get { keys, .. } => Some(keys),
-        Command::GetE { key }
-        | Command::Store { key, .. }
-        | Command::Delete { key, .. }
-        | Command::Touch { key, .. }
-        | Command::Arith { key, .. }
-        | Command::Invalid(Invalid::TooLarge { delete: Some(key) }) => {
-            Some(std::slice::from_ref(key))
-        }
         Command::Flush { .. } | Command::Quit => None,
-        _ => Some(&[]),
+        _ => Some(cmd.keys()),
     }
 }
