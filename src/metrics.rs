@@ -13,7 +13,7 @@ pub use exporter::{Exporter, Metrics, PoolSource};
 pub use http::MetricsListen;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -184,10 +184,7 @@ impl Counters {
     /// `stats` as memcached lays it out: pid, uptime, time, version, then
     /// the counters.
     pub fn stats(&self) -> Vec<(Bytes, Bytes)> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::protocol::expiry::now();
         let mut out: Vec<(Bytes, Bytes)> = vec![
             ("pid", std::process::id().to_string()),
             ("uptime", self.started.elapsed().as_secs().to_string()),

@@ -38,7 +38,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use md5::{Digest, Md5};
@@ -46,6 +45,7 @@ use md5::{Digest, Md5};
 use super::locks::{Guard, KeyLocks};
 use super::record::arith_value;
 use super::{Backend, BackendError, BackendFuture, Tier};
+use crate::protocol::expiry::{self, THIRTY_DAYS};
 use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
 
 pub const META_LEN: usize = 40;
@@ -59,7 +59,6 @@ const MAX_PLAIN_KEY: usize = 240;
 /// never meet: a prefix of the key, `#`, and the key's MD5 in hex. With
 /// `-meta` that is 246 bytes; chunk numbers may have 8 digits.
 const HASHED_PREFIX: usize = MAX_PLAIN_KEY + 1 - 33;
-const THIRTY_DAYS: i64 = 60 * 60 * 24 * 30;
 /// Attempts of a read-modify-write that loses its cas to another writer.
 const RMW_TRIES: u32 = 100;
 
@@ -139,21 +138,13 @@ fn chunk_count(len: usize, chunk_size: usize) -> usize {
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    i64::from(expiry::now())
 }
 
 /// memcached's exptime as one absolute time, so the metadata and every chunk
-/// expire together: 0 stays 0 (never), up to 30 days is relative, above is
-/// already absolute, negative stays negative (expired).
+/// expire together (see [`expiry::absolute`]).
 fn absolute(exptime: i64) -> i64 {
-    if exptime > 0 && exptime <= THIRTY_DAYS {
-        now_unix() + exptime
-    } else {
-        exptime
-    }
+    expiry::absolute(exptime, expiry::now())
 }
 
 /// The name a key's items are stored under.

@@ -45,8 +45,9 @@ use tokio::time::Instant;
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
 use crate::net::Stream;
 use crate::protocol::binary::{self, op, status, Head, Packet, REQ_MAGIC};
+use crate::protocol::expiry::to_wire as exptime_to_wire;
 use crate::protocol::out::OutBuf;
-use crate::protocol::{exptime_to_wire, Command, FrameError, Invalid, Response, StoreMode, Value};
+use crate::protocol::{Command, FrameError, Invalid, Response, StoreMode, Value};
 
 /// Where memcached listens.
 #[derive(Clone, Debug, PartialEq, Eq)]

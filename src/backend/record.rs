@@ -9,6 +9,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::protocol::expiry::{self, is_expired, THIRTY_DAYS};
 use crate::protocol::number::parse_u64;
 use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
 
@@ -16,9 +17,6 @@ use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
 pub const RECORD_V1: u8 = 1;
 /// Bytes before the value.
 pub const RECORD_HEADER: usize = 1 + 4 + 4 + 8;
-
-/// memcached's cut-off: a larger exptime is an absolute Unix time.
-pub const THIRTY_DAYS: i64 = 60 * 60 * 24 * 30;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -92,25 +90,6 @@ impl Record {
     }
 }
 
-/// memcached's rule: an item with an expiry at or before now is gone.
-pub fn is_expired(expiry: u32, now: u32) -> bool {
-    expiry != 0 && expiry <= now
-}
-
-/// A client exptime as one absolute time: 0 stays 0 (never), up to 30 days
-/// is relative to `now`, above is already absolute, negative is expired
-/// (returned as -1). Every tier is given this value so they all expire the
-/// item at the same second.
-pub fn absolute_exptime(exptime: i64, now: u32) -> i64 {
-    if exptime < 0 {
-        -1
-    } else if exptime > 0 && exptime <= THIRTY_DAYS {
-        i64::from(now) + exptime
-    } else {
-        exptime
-    }
-}
-
 /// When a `flush_all` takes effect, by memcached 1.6's rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlushWhen {
@@ -168,18 +147,12 @@ pub fn flush_when(delay: i64, now: u32, started: u32) -> FlushWhen {
 /// by the first call; rend makes that call as it starts.
 pub fn server_started() -> u32 {
     static STARTED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-            .unwrap_or(0);
-        now.saturating_sub(62)
-    })
+    *STARTED.get_or_init(|| expiry::now().saturating_sub(62))
 }
 
 /// The record's expiry for an absolute exptime; `None` when already expired.
 fn expiry_of(exptime: i64, now: u32) -> Option<u32> {
-    let abs = absolute_exptime(exptime, now);
+    let abs = expiry::absolute(exptime, now);
     if abs < 0 {
         return None;
     }
@@ -439,14 +412,14 @@ mod tests {
 
     #[test]
     fn exptimes_follow_memcached() {
-        assert_eq!(absolute_exptime(0, NOW), 0);
-        assert_eq!(absolute_exptime(-5, NOW), -1);
-        assert_eq!(absolute_exptime(10, NOW), i64::from(NOW) + 10);
+        assert_eq!(expiry::absolute(0, NOW), 0);
+        assert_eq!(expiry::absolute(-5, NOW), -1);
+        assert_eq!(expiry::absolute(10, NOW), i64::from(NOW) + 10);
         assert_eq!(
-            absolute_exptime(THIRTY_DAYS, NOW),
+            expiry::absolute(THIRTY_DAYS, NOW),
             i64::from(NOW) + THIRTY_DAYS
         );
-        assert_eq!(absolute_exptime(THIRTY_DAYS + 1, NOW), THIRTY_DAYS + 1);
+        assert_eq!(expiry::absolute(THIRTY_DAYS + 1, NOW), THIRTY_DAYS + 1);
         // An absolute time in the past is already expired.
         assert_eq!(expiry_of(THIRTY_DAYS + 1, NOW), None);
         assert_eq!(expiry_of(i64::from(NOW), NOW), None);

@@ -68,9 +68,10 @@ use ::rocksdb::{
     Options, WriteBatch, WriteOptions, DB,
 };
 
-use super::record::{apply, flush_when, is_expired, server_started, Effect, FlushWhen, Record};
+use super::record::{apply, flush_when, server_started, Effect, FlushWhen, Record};
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
 use crate::metrics::ratelimit::RateLimit;
+use crate::protocol::expiry::{self, is_expired};
 use crate::protocol::{Command, ErrorReply, Response, StoreMode};
 
 /// How much of an acknowledged write survives a crash.
@@ -356,13 +357,6 @@ pub struct L2 {
     inner: Arc<Inner>,
 }
 
-fn now_secs() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        .unwrap_or(0)
-}
-
 fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -416,7 +410,7 @@ impl L2 {
             "rend-expiry",
             move |_level: u32, _key: &[u8], value: &[u8]| match Record::peek(value) {
                 Some((expiry, cas)) => {
-                    let now = now_secs();
+                    let now = expiry::now();
                     if is_expired(expiry, now) || cas < filter_flush.effective(now) {
                         Decision::Remove
                     } else {
@@ -746,7 +740,7 @@ impl Inner {
 
     /// One command, as `mode` allows.
     fn exec(&self, cmd: &Command, mode: Mode) -> Result<Response, Stop> {
-        let now = now_secs();
+        let now = expiry::now();
         match cmd {
             Command::Get { keys, touch: None } => {
                 let mut hits = Vec::new();

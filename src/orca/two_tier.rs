@@ -23,16 +23,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
 use crate::backend::locks::KeyLocks;
-use crate::backend::record::{absolute_exptime, flush_when, server_started, FlushWhen};
+use crate::backend::record::{flush_when, server_started, FlushWhen};
 use crate::backend::Backend;
 use crate::metrics::ratelimit::RateLimit;
 use crate::metrics::Counters;
+use crate::protocol::expiry;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response, StoreMode, Value};
 
 /// First byte of every L1 item a two-tier policy writes.
@@ -196,13 +197,6 @@ pub struct Shared<B1, B2> {
     l1_timeout: Duration,
 }
 
-fn now_secs() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        .unwrap_or(0)
-}
-
 fn bump(c: &std::sync::atomic::AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -223,12 +217,12 @@ fn write_key(cmd: &Command) -> Option<&Bytes> {
 fn absolutize(mut cmd: Command, now: u32) -> Command {
     match &mut cmd {
         Command::Store { exptime, .. } | Command::Touch { exptime, .. } => {
-            *exptime = absolute_exptime(*exptime, now)
+            *exptime = expiry::absolute(*exptime, now)
         }
         Command::Arith {
             create: Some((_, exptime)),
             ..
-        } => *exptime = absolute_exptime(*exptime, now),
+        } => *exptime = expiry::absolute(*exptime, now),
         _ => {}
     }
     cmd
@@ -490,7 +484,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
     }
 
     async fn gat(&self, policy: Policy, keys: Vec<Bytes>, exptime: i64) -> Response {
-        let exptime = absolute_exptime(exptime, now_secs());
+        let exptime = expiry::absolute(exptime, expiry::now());
         let _guard = self.locks.write(keys.iter().map(|k| &k[..])).await;
         let values = match self
             .l2
@@ -515,7 +509,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         let Some(key) = write_key(&cmd).cloned() else {
             return Response::Error(ErrorReply::UnknownCommand);
         };
-        let cmd = absolutize(cmd, now_secs());
+        let cmd = absolutize(cmd, expiry::now());
         let _guard = self.locks.write([&key[..]]).await;
         let resp = match self.l2.call(&cmd).await {
             Ok(r) => r,
@@ -673,7 +667,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
     /// time), so L1 is emptied first.
     async fn flush(&self, delay: i64) -> Response {
         let _guard = self.locks.write_all().await;
-        let now = now_secs();
+        let now = expiry::now();
         let when = flush_when(delay, now, server_started());
         let canonical = Command::Flush {
             delay: when.delay(),
@@ -714,7 +708,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         let at = self.flush_at.load(Ordering::Acquire);
         at != 0
             && cas < (at + 1).saturating_mul(1_000_000)
-            && u64::from(now_secs()) + self.l1_timeout.as_secs() + 2 >= at
+            && u64::from(expiry::now()) + self.l1_timeout.as_secs() + 2 >= at
     }
 }
 
@@ -736,7 +730,7 @@ async fn recover<B1: Backend + Clone, B2: Backend + Clone>(shared: Weak<Shared<B
             continue;
         }
         let at = s.flush_at.load(Ordering::Acquire);
-        if at > u64::from(now_secs()) {
+        if at > u64::from(expiry::now()) {
             let delayed = Command::Flush {
                 delay: FlushWhen::At(u32::try_from(at).unwrap_or(u32::MAX)).delay(),
             };

@@ -342,11 +342,11 @@ async fn set_writes_l2_then_l1_with_l2_cas_and_absolute_exptime() {
     let rig = Rig::new();
     rig.l2.answer(|_| Ok(Response::Stored { cas: 42 }));
     rig.l1.answer(|_| Ok(Response::Stored { cas: 5_000 }));
-    let before = now_secs();
+    let before = expiry::now();
     let r = rig
         .main(store(StoreMode::Set, "k", 7, 100, 0, b"hello"))
         .await;
-    let after = now_secs();
+    let after = expiry::now();
     assert_eq!(r, Response::Stored { cas: 42 });
     let log = rig.log();
     assert_eq!(log.len(), 2, "{log:?}");
@@ -876,7 +876,7 @@ async fn binary_incr_create_exptime_is_made_absolute() {
     let rig = Rig::new();
     rig.l2.answer(l2_after_change(b"5", 70, 0));
     rig.l1.answer(l1_empty);
-    let before = now_secs();
+    let before = expiry::now();
     rig.main(Command::Arith {
         key: b("n"),
         incr: true,
@@ -884,7 +884,7 @@ async fn binary_incr_create_exptime_is_made_absolute() {
         create: Some((5, 100)),
     })
     .await;
-    let after = now_secs();
+    let after = expiry::now();
     assert_absolute(exptime_of(&rig.l2.seen()[0]), 100, before, after);
 }
 
@@ -1246,13 +1246,13 @@ async fn gat_touches_l2_with_absolute_expiry_and_writes_l1() {
             keys: vec![b("k"), b("missing")],
             touch: Some(100),
         };
-        let before = now_secs();
+        let before = expiry::now();
         let r = if batch {
             rig.batch(cmd).await
         } else {
             rig.main(cmd).await
         };
-        let after = now_secs();
+        let after = expiry::now();
         assert_eq!(r, Response::Values(vec![value("k", 4, 42, b"v")]));
         let log = rig.log();
         assert!(!log.is_empty());
@@ -1411,7 +1411,7 @@ async fn touch_reaches_l1_whatever_l2_answers_and_the_reply_follows_l2() {
         rig.l2.answer(move |_| Ok(reply.clone()));
         rig.l1
             .answer(|_| Ok(Response::Touched { flags: 0, cas: 1 }));
-        let before = now_secs();
+        let before = expiry::now();
         let cmd = Command::Touch {
             key: b("k"),
             exptime: 100,
@@ -1421,7 +1421,7 @@ async fn touch_reaches_l1_whatever_l2_answers_and_the_reply_follows_l2() {
         } else {
             rig.main(cmd).await
         };
-        let after = now_secs();
+        let after = expiry::now();
         assert_eq!(r, l2_says);
         let log = rig.log();
         assert_eq!(log.len(), 2, "{log:?}");
@@ -1643,7 +1643,7 @@ async fn delayed_flush_missed_by_l1_still_takes_effect_in_l1() {
             },
         })
     });
-    let flush_at = i64::from(now_secs()) + 10;
+    let flush_at = i64::from(expiry::now()) + 10;
     assert_eq!(rig.main(Command::Flush { delay: 10 }).await, Response::Ok);
     l1_up.store(true, Ordering::SeqCst);
     let l1_back = rig.l1.seen().len();

@@ -260,7 +260,7 @@ pub fn decode_packet(buf: &mut BytesMut, max_body: usize) -> Result<Option<Packe
 pub fn store_extras(flags: u32, exptime: i64) -> [u8; 8] {
     let mut extras = [0u8; 8];
     extras[..4].copy_from_slice(&flags.to_be_bytes());
-    extras[4..].copy_from_slice(&super::exptime_to_wire(exptime).to_be_bytes());
+    extras[4..].copy_from_slice(&super::expiry::to_wire(exptime).to_be_bytes());
     extras
 }
 
@@ -271,7 +271,7 @@ pub fn arith_extras(delta: u64, create: Option<(u64, i64)>) -> [u8; 20] {
     let mut extras = [0u8; 20];
     extras[..8].copy_from_slice(&delta.to_be_bytes());
     let (initial, expiry) = match create {
-        Some((initial, exptime)) => (initial, super::exptime_to_wire(exptime)),
+        Some((initial, exptime)) => (initial, super::expiry::to_wire(exptime)),
         None => (0, u32::MAX),
     };
     extras[8..16].copy_from_slice(&initial.to_be_bytes());
@@ -621,7 +621,7 @@ pub fn encode_request(req: &Request, out: &mut BytesMut) {
     let w = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
         write_packet(out, REQ_MAGIC, opcode, 0, opaque, cas, extras, key, value)
     };
-    let wire = super::exptime_to_wire;
+    let wire = super::expiry::to_wire;
     match &req.cmd {
         Command::Get { keys, touch } => {
             let key = keys.first().map(|k| &k[..]).unwrap_or(&[]);

@@ -10,6 +10,7 @@
 //! so the connection can answer it and go on.
 
 pub mod binary;
+pub mod expiry;
 pub mod number;
 pub mod out;
 pub mod text;
@@ -332,17 +333,5 @@ pub fn encode_response<S: out::Sink + ?Sized>(req: &Request, resp: &Response, ou
     match req.frame {
         Frame::Text { .. } => text::encode_response(req, resp, out),
         Frame::Binary { .. } => binary::encode_response(req, resp, out),
-    }
-}
-
-/// memcached's exptime rules as a wire value for the binary protocol:
-/// negative means already expired, which memcached's text protocol turns into
-/// an absolute time just past 30 days (a time long gone).
-pub fn exptime_to_wire(exptime: i64) -> u32 {
-    const REALTIME_MAXDELTA: u32 = 60 * 60 * 24 * 30;
-    if exptime < 0 {
-        REALTIME_MAXDELTA + 1
-    } else {
-        u32::try_from(exptime).unwrap_or(u32::MAX)
     }
 }
