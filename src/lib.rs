@@ -11,7 +11,8 @@
 //!   connection over a [`net`] socket.
 //! - [`protocol`] is the wire, pure (no I/O): one request/response model,
 //!   [`protocol::text`] and [`protocol::binary`] as memcached 1.6.18 parses
-//!   and answers them, [`protocol::number`] (memcached's number parsing) and
+//!   and answers them, [`protocol::number`] (memcached's number parsing),
+//!   [`protocol::expiry`] (memcached's rules for time) and
 //!   [`protocol::out`] (where encoders write).
 //! - [`orca`] is the policy that decides which tiers answer:
 //!   [`orca::l1_only`], [`orca::l1_l2`] and [`orca::l1_l2_batch`], the last
