@@ -398,7 +398,7 @@ const INVALID: &[(&str, &str, &str)] = &[
         "nowhere",
         "expected host:port or unix:/path",
     ),
-    ("l1", "nowhere", "expected unix:/path or host:port"),
+    ("l1", "nowhere", "expected host:port or unix:/path"),
     ("l1", "unix:", "unix: needs a socket path"),
     ("locked", "maybe", "invalid value 'maybe' for '--locked"),
     ("metrics-listen", "nowhere", "expected host:port or off"),

@@ -50,36 +50,7 @@ use crate::protocol::out::OutBuf;
 use crate::protocol::{Command, FrameError, Invalid, Response, StoreMode, Value};
 
 /// Where memcached listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum L1Addr {
-    Unix(std::path::PathBuf),
-    Tcp(String),
-}
-
-impl std::str::FromStr for L1Addr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a socket path".into());
-            }
-            Ok(L1Addr::Unix(path.into()))
-        } else if s.contains(':') {
-            Ok(L1Addr::Tcp(s.to_string()))
-        } else {
-            Err(format!("expected unix:/path or host:port, got {s:?}"))
-        }
-    }
-}
-
-impl std::fmt::Display for L1Addr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            L1Addr::Unix(p) => write!(f, "unix:{}", p.display()),
-            L1Addr::Tcp(a) => f.write_str(a),
-        }
-    }
-}
+pub type L1Addr = crate::net::Addr;
 
 /// Pool settings.
 #[derive(Clone, Debug)]
@@ -819,14 +790,7 @@ fn encode(cmd: &Command, opaque: &mut u32, out: &mut OutBuf) -> Option<(Expect, 
 
 /// Dial memcached (TCP without Nagle's delay).
 pub(crate) async fn connect(addr: &L1Addr) -> std::io::Result<Stream> {
-    Ok(match addr {
-        L1Addr::Unix(path) => Stream::Unix(tokio::net::UnixStream::connect(path).await?),
-        L1Addr::Tcp(addr) => {
-            let s = tokio::net::TcpStream::connect(addr).await?;
-            let _ = s.set_nodelay(true);
-            Stream::Tcp(s)
-        }
-    })
+    addr.connect().await
 }
 
 /// One pooled connection: connect, serve until it breaks, redial with

@@ -28,28 +28,7 @@ const BACKLOG: u32 = 1024;
 const TOO_MANY: &[u8] = b"ERROR Too many open connections\r\n";
 
 /// Where to listen: `host:port` (port 0 picks one) or `unix:/path`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-impl std::str::FromStr for ListenAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a socket path".into());
-            }
-            return Ok(ListenAddr::Unix(path.into()));
-        }
-        if s.contains(':') {
-            Ok(ListenAddr::Tcp(s.to_string()))
-        } else {
-            Err(format!("expected host:port or unix:/path, got {s:?}"))
-        }
-    }
-}
+pub type ListenAddr = crate::net::Addr;
 
 /// A bound listener.
 pub enum Listener {

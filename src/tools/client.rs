@@ -6,7 +6,6 @@
 //! of requests in flight).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -21,38 +20,7 @@ pub enum Protocol {
 }
 
 /// A server: `host:port` or `unix:/path`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServerAddr {
-    Tcp(String),
-    Unix(PathBuf),
-}
-
-impl std::str::FromStr for ServerAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err("unix: needs a socket path".into());
-            }
-            return Ok(ServerAddr::Unix(p.into()));
-        }
-        match s.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                Ok(ServerAddr::Tcp(s.to_string()))
-            }
-            _ => Err(format!("expected host:port or unix:/path, got {s:?}")),
-        }
-    }
-}
-
-impl std::fmt::Display for ServerAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ServerAddr::Tcp(a) => f.write_str(a),
-            ServerAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
+pub type ServerAddr = crate::net::Addr;
 
 /// Why a reply could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -70,19 +38,7 @@ pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Open a connection, split into its two halves.
 pub async fn connect(addr: &ServerAddr) -> std::io::Result<(Reader, Writer)> {
-    match addr {
-        ServerAddr::Tcp(a) => {
-            let s = tokio::net::TcpStream::connect(a).await?;
-            s.set_nodelay(true)?;
-            let (r, w) = s.into_split();
-            Ok((Box::new(r), Box::new(w)))
-        }
-        ServerAddr::Unix(p) => {
-            let s = tokio::net::UnixStream::connect(p).await?;
-            let (r, w) = s.into_split();
-            Ok((Box::new(r), Box::new(w)))
-        }
-    }
+    addr.connect_split().await
 }
 
 /// The frame a request is sent with in `protocol`. Binary requests use the
