@@ -10,7 +10,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rend-target}"
 cargo build --release --bins >/dev/null
-bin="$CARGO_TARGET_DIR/release"
+# REND_BIN: run binaries copied elsewhere, so a long run is not disturbed by
+# a rebuild while it runs.
+bin="${REND_BIN:-$CARGO_TARGET_DIR/release}"
 user=(); [ "$(id -u)" -eq 0 ] && user=(-u root)
 
 work=$(mktemp -d)

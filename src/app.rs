@@ -11,6 +11,7 @@ use crate::backend::instrumented::Instrumented;
 use crate::backend::locks::KeyLocks;
 use crate::backend::memcached::{L1Addr, L1Options, MemcachedL1};
 use crate::backend::rocksdb::{L2Options, OpenError, L2};
+use crate::backend::slab_balancer;
 use crate::backend::Backend;
 use crate::config::{BatchListen, Config, OrcaKind};
 use crate::metrics::{Counters, Exporter, Metrics, MetricsListen};
@@ -145,6 +146,11 @@ pub async fn run(
     counters
         .max_connections
         .store(config.max_conns, std::sync::atomic::Ordering::Relaxed);
+    if config.slab_balancer() {
+        let moves = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let _ = counters.slab_moves.set(moves.clone());
+        slab_balancer::start(l1_addr.clone(), moves);
+    }
     let (make_orca, make_batch, trust): (OrcaFactory, Option<OrcaFactory>, Option<Arc<L1Trust>>) =
         match (l2.clone(), chunking) {
             (None, None) => {

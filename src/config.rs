@@ -151,6 +151,20 @@ pub struct Config {
     )]
     pub locked: Option<bool>,
 
+    /// Move memcached's slab pages from the class with the oldest items to a
+    /// class that evicts (`slabs reassign`), so a shift in value sizes does
+    /// not leave memory stranded in the old sizes' classes. On by default
+    /// for the embedded memcached, off for one given with --l1 (which may
+    /// be shared, and must run with slab_reassign, memcached's default).
+    #[arg(
+        long,
+        env = "REND_SLAB_BALANCER",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub slab_balancer: Option<bool>,
+
     /// Number of lock stripes.
     #[arg(long, env = "REND_LOCK_STRIPES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub lock_stripes: u64,
@@ -335,6 +349,10 @@ impl Config {
     /// Whether key locks are on.
     pub fn locked(&self) -> bool {
         self.locked.unwrap_or(self.chunked)
+    }
+
+    pub fn slab_balancer(&self) -> bool {
+        self.slab_balancer.unwrap_or(self.l1.is_none())
     }
 
     pub fn l1_timeout(&self) -> Duration {

@@ -23,7 +23,8 @@
 //!   functions), [`backend::chunked`] (values as fixed-size chunks),
 //!   [`backend::locks`] (key-striped locks), [`backend::instrumented`]
 //!   (per-tier counters), [`backend::admin`] (the text connection that
-//!   carries memcached's admin commands) and [`backend::embedded`] (the
+//!   carries memcached's admin commands), [`backend::slab_balancer`] (rend
+//!   moving memcached's slab pages) and [`backend::embedded`] (the
 //!   memcached rend starts when it is given none).
 //!
 //! Around them: [`config`] is the configuration (flags, `REND_*`, a TOML

@@ -82,6 +82,8 @@ pub struct Counters {
     pub max_connections: AtomicU64,
     /// L2's figures, in the two-tier modes.
     pub l2: std::sync::OnceLock<std::sync::Arc<dyn StatsSource>>,
+    /// Pages the slab balancer moved, when it runs.
+    pub slab_moves: std::sync::OnceLock<std::sync::Arc<AtomicU64>>,
 }
 
 impl Default for Counters {
@@ -91,6 +93,7 @@ impl Default for Counters {
             started: Instant::now(),
             chunks: std::sync::OnceLock::new(),
             l2: std::sync::OnceLock::new(),
+            slab_moves: std::sync::OnceLock::new(),
             max_connections: AtomicU64::new(0),
         }
     }
@@ -222,6 +225,12 @@ impl Counters {
                     Bytes::from(v.load(Ordering::Relaxed).to_string()),
                 ));
             }
+        }
+        if let Some(moves) = self.slab_moves.get() {
+            out.push((
+                Bytes::from_static(b"slab_balancer_moves"),
+                Bytes::from(moves.load(Ordering::Relaxed).to_string()),
+            ));
         }
         if let Some(l2) = self.l2.get() {
             out.extend(

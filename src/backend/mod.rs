@@ -18,6 +18,7 @@ pub mod locks;
 pub mod memcached;
 pub mod record;
 pub mod rocksdb;
+pub mod slab_balancer;
 
 use std::fmt;
 use std::future::Future;
