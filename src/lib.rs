@@ -21,17 +21,21 @@
 //!   (the pooled, pipelined binary client of memcached), [`backend::rocksdb`]
 //!   (L2) with [`backend::record`] (its record and memcached's verbs as pure
 //!   functions), [`backend::chunked`] (values as fixed-size chunks),
-//!   [`backend::locks`] (key-striped locks), [`backend::instrumented`]
+//!   [`backend::instrumented`]
 //!   (per-tier counters), [`backend::admin`] (the text connection that
 //!   carries memcached's admin commands), [`backend::slab_balancer`] (rend
 //!   moving memcached's slab pages) and [`backend::embedded`] (the
 //!   memcached rend starts when it is given none).
 //!
 //! Around them: [`config`] is the configuration (flags, `REND_*`, a TOML
-//! file), [`app`] wires everything together, and [`metrics`] keeps the
+//! file), [`app`] wires everything together, [`locks`] holds the
+//! key-striped locks that orcas and backends share, [`ratelimit`] keeps
+//! repeated warnings from flooding the log, and [`metrics`] keeps the
 //! counters `stats` reports and, in [`metrics::ops`], [`metrics::exporter`]
-//! and [`metrics::http`], what Prometheus scrapes ([`metrics::ratelimit`]
-//! keeps repeated warnings from flooding the log).
+//! and [`metrics::http`], what Prometheus scrapes. `metrics` is a leaf: it
+//! knows the protocol model and nothing else; what it reports comes through
+//! its traits ([`metrics::StatsSource`], [`metrics::exporter::PoolSource`]),
+//! implemented beside each source's own type.
 //!
 //! [`tools`] is the library of `blast`, `setget` and `sizes`: their flags
 //! ([`tools::args`]), client ([`tools::client`]), workload
@@ -42,10 +46,12 @@
 pub mod app;
 pub mod backend;
 pub mod config;
+pub mod locks;
 pub mod metrics;
 pub mod net;
 pub mod orca;
 pub mod protocol;
+pub mod ratelimit;
 pub mod server;
 pub mod tools;
 

@@ -7,7 +7,6 @@
 pub mod exporter;
 pub mod http;
 pub mod ops;
-pub mod ratelimit;
 
 pub use exporter::{Exporter, Metrics, PoolSource};
 pub use http::MetricsListen;
@@ -17,7 +16,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::backend::chunked::ChunkStats;
 use crate::protocol::{Command, Response, StoreMode};
 
 /// The protocol level rend speaks, then its own version: clients such as
@@ -77,7 +75,7 @@ pub struct Counters {
     pub counts: Counts,
     started: Instant,
     /// Chunking's own counters, when values are chunked.
-    pub chunks: std::sync::OnceLock<std::sync::Arc<ChunkStats>>,
+    pub chunks: std::sync::OnceLock<std::sync::Arc<dyn StatsSource>>,
     /// `--max-conns`, for `stats`.
     pub max_connections: AtomicU64,
     /// L2's figures, in the two-tier modes.
@@ -213,31 +211,19 @@ impl Counters {
                 .into_iter()
                 .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from(v.to_string()))),
         );
-        if let Some(c) = self.chunks.get() {
-            for (k, v) in [
-                ("chunks_written", &c.chunks_written),
-                ("chunks_read", &c.chunks_read),
-                ("chunk_token_misses", &c.token_misses),
-                ("chunk_missing_misses", &c.missing_chunk_misses),
-            ] {
-                out.push((
-                    Bytes::from_static(k.as_bytes()),
-                    Bytes::from(v.load(Ordering::Relaxed).to_string()),
-                ));
-            }
+        for source in [self.chunks.get(), self.l2.get()].into_iter().flatten() {
+            out.extend(
+                source
+                    .stats()
+                    .into_iter()
+                    .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from(v.to_string()))),
+            );
         }
         if let Some(moves) = self.slab_moves.get() {
             out.push((
                 Bytes::from_static(b"slab_balancer_moves"),
                 Bytes::from(moves.load(Ordering::Relaxed).to_string()),
             ));
-        }
-        if let Some(l2) = self.l2.get() {
-            out.extend(
-                l2.stats()
-                    .into_iter()
-                    .map(|(k, v)| (Bytes::from_static(k.as_bytes()), Bytes::from(v.to_string()))),
-            );
         }
         out
     }

@@ -42,9 +42,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use md5::{Digest, Md5};
 
-use super::locks::{Guard, KeyLocks};
 use super::record::arith_value;
 use super::{Backend, BackendError, BackendFuture, Tier};
+use crate::locks::{Guard, KeyLocks};
 use crate::protocol::expiry::{self, THIRTY_DAYS};
 use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
 
@@ -79,6 +79,18 @@ pub struct ChunkStats {
     pub token_misses: AtomicU64,
     /// Reads that found a chunk missing (evicted, deleted).
     pub missing_chunk_misses: AtomicU64,
+}
+
+impl crate::metrics::StatsSource for ChunkStats {
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("chunks_written", load(&self.chunks_written)),
+            ("chunks_read", load(&self.chunks_read)),
+            ("chunk_token_misses", load(&self.token_misses)),
+            ("chunk_missing_misses", load(&self.missing_chunk_misses)),
+        ]
+    }
 }
 
 /// The metadata record.

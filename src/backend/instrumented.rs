@@ -64,7 +64,7 @@ impl<B: Backend> Backend for Instrumented<B> {
             inflight
                 .tier
                 .ops
-                .record_shape(shape, result.as_ref(), start.elapsed());
+                .record_shape(shape, result.as_ref().ok(), start.elapsed());
             drop(inflight);
             result
         })
@@ -84,12 +84,12 @@ impl<B: Backend> Backend for Instrumented<B> {
             match &result {
                 Ok(replies) => {
                     for (shape, resp) in shapes.iter().zip(replies) {
-                        ops.record_shape(*shape, Ok(resp), elapsed);
+                        ops.record_shape(*shape, Some(resp), elapsed);
                     }
                 }
-                Err(e) => {
+                Err(_) => {
                     for shape in &shapes {
-                        ops.record_shape(*shape, Err(e), elapsed);
+                        ops.record_shape(*shape, None, elapsed);
                     }
                 }
             }

@@ -43,6 +43,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
+use crate::metrics::exporter::{PoolFigures, PoolSource};
 use crate::net::Stream;
 use crate::protocol::binary::{self, op, status, Head, Packet, REQ_MAGIC};
 use crate::protocol::expiry::to_wire as exptime_to_wire;
@@ -1152,5 +1153,25 @@ impl ConnIo<'_> {
             let _ = tx.send(r);
         }
         Ok(Some(next))
+    }
+}
+
+/// The pool's figures, for `/metrics`.
+impl PoolSource for MemcachedL1 {
+    fn pool(&self) -> PoolFigures {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut f = PoolFigures {
+            up: self.connected() as u64,
+            ..PoolFigures::default()
+        };
+        for c in self.conn_stats() {
+            f.conns += 1;
+            f.reconnects += c.reconnects.load(Relaxed);
+            f.timeouts += c.timeouts.load(Relaxed);
+            f.overloads += c.overloads.load(Relaxed);
+            f.stalled += c.stalled() as u64;
+            f.inflight += c.inflight() as u64;
+        }
+        f
     }
 }

@@ -14,7 +14,6 @@ pub mod admin;
 pub mod chunked;
 pub mod embedded;
 pub mod instrumented;
-pub mod locks;
 pub mod memcached;
 pub mod record;
 pub mod rocksdb;

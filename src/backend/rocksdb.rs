@@ -70,9 +70,9 @@ use ::rocksdb::{
 
 use super::record::{apply, flush_when, server_started, Effect, FlushWhen, Record};
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
-use crate::metrics::ratelimit::RateLimit;
 use crate::protocol::expiry::{self, is_expired};
 use crate::protocol::{Command, ErrorReply, Response, StoreMode};
+use crate::ratelimit::RateLimit;
 
 /// How much of an acknowledged write survives a crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -17,7 +17,6 @@ use prometheus_client::registry::Registry;
 
 use super::ops::{Cmd, ListenerMetrics, OpMetrics, Outcome, TierMetrics};
 use super::{Counters, VERSION};
-use crate::backend::memcached::MemcachedL1;
 
 /// The L1 pool's figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,25 +38,6 @@ pub struct PoolFigures {
 /// Where the L1 pool's figures come from.
 pub trait PoolSource: Send + Sync {
     fn pool(&self) -> PoolFigures;
-}
-
-impl PoolSource for MemcachedL1 {
-    fn pool(&self) -> PoolFigures {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut f = PoolFigures {
-            up: self.connected() as u64,
-            ..PoolFigures::default()
-        };
-        for c in self.conn_stats() {
-            f.conns += 1;
-            f.reconnects += c.reconnects.load(Relaxed);
-            f.timeouts += c.timeouts.load(Relaxed);
-            f.overloads += c.overloads.load(Relaxed);
-            f.stalled += c.stalled() as u64;
-            f.inflight += c.inflight() as u64;
-        }
-        f
-    }
 }
 
 /// rend's figures: the listeners', the tiers', and where to read the rest.
@@ -250,6 +230,26 @@ const TIER: Prefix = Prefix {
 
 /// L2's `stats` figures and the metrics they become: (stats name, metric
 /// name, counter?, scale, help).
+/// Chunking's figures: its `stats` name, the family, the help.
+const CHUNK_FIGURES: &[(&str, &str, &str)] = &[
+    (
+        "chunks_written",
+        "rend_chunks_written",
+        "Chunks written to L1.",
+    ),
+    ("chunks_read", "rend_chunks_read", "Chunks read from L1."),
+    (
+        "chunk_token_misses",
+        "rend_chunk_token_misses",
+        "Reads that found a chunk of another write (counted as misses).",
+    ),
+    (
+        "chunk_missing_misses",
+        "rend_chunk_missing_misses",
+        "Reads that found a chunk missing (counted as misses).",
+    ),
+];
+
 const L2_FIGURES: &[(&str, &str, bool, f64, &str)] = &[
     (
         "l2_estimated_keys",
@@ -490,31 +490,13 @@ impl Collector for Collect {
         }
 
         // Chunking.
-        if let Some(s) = m.counters.chunks.get() {
-            counter(
-                enc,
-                "rend_chunks_written",
-                "Chunks written to L1.",
-                load(&s.chunks_written),
-            )?;
-            counter(
-                enc,
-                "rend_chunks_read",
-                "Chunks read from L1.",
-                load(&s.chunks_read),
-            )?;
-            counter(
-                enc,
-                "rend_chunk_token_misses",
-                "Reads that found a chunk of another write (counted as misses).",
-                load(&s.token_misses),
-            )?;
-            counter(
-                enc,
-                "rend_chunk_missing_misses",
-                "Reads that found a chunk missing (counted as misses).",
-                load(&s.missing_chunk_misses),
-            )?;
+        if let Some(chunks) = m.counters.chunks.get() {
+            let figures = chunks.stats();
+            for (stat, name, help) in CHUNK_FIGURES {
+                if let Some(&(_, v)) = figures.iter().find(|(k, _)| k == stat) {
+                    counter(enc, name, help, v)?;
+                }
+            }
         }
 
         // L2.

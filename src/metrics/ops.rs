@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::backend::BackendError;
 use crate::protocol::{Command, ErrorReply, Response, StoreMode};
 
 /// The `command` label.
@@ -322,23 +321,18 @@ impl Default for OpMetrics {
 impl OpMetrics {
     /// One answered request.
     pub fn record(&self, cmd: &Command, resp: &Response, elapsed: Duration) {
-        self.record_shape(Shape::of(cmd), Ok(resp), elapsed);
+        self.record_shape(Shape::of(cmd), Some(resp), elapsed);
     }
 
-    /// One request or tier call, by its shape: a tier that could not answer
-    /// is an error.
-    pub fn record_shape(
-        &self,
-        shape: Shape,
-        result: Result<&Response, &BackendError>,
-        elapsed: Duration,
-    ) {
+    /// One request or tier call, by its shape: `None` when the tier could
+    /// not answer, an error.
+    pub fn record_shape(&self, shape: Shape, result: Option<&Response>, elapsed: Duration) {
         let outcome = match result {
-            Ok(resp) => Outcome::of(resp, shape.keys),
-            Err(_) => Outcome::Error,
+            Some(resp) => Outcome::of(resp, shape.keys),
+            None => Outcome::Error,
         };
         self.count(shape.cmd, outcome, elapsed);
-        if let Ok(Response::Values(v)) = result {
+        if let Some(Response::Values(v)) = result {
             if shape.keys > 0 {
                 let hits = v.len().min(shape.keys);
                 self.keys[0].fetch_add(hits as u64, Ordering::Relaxed);
@@ -565,11 +559,7 @@ mod tests {
             data: Bytes::new(),
         }]);
         m.record(&get, &one, Duration::from_micros(1));
-        m.record_shape(
-            Shape::of(&get),
-            Err(&BackendError::Timeout(crate::backend::Tier::L1)),
-            Duration::from_micros(1),
-        );
+        m.record_shape(Shape::of(&get), None, Duration::from_micros(1));
         assert_eq!(m.requests(Cmd::Get, Outcome::Miss), 1);
         assert_eq!(m.requests(Cmd::Get, Outcome::Error), 1);
         assert_eq!(m.get_keys(), (1, 1));

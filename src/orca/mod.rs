@@ -14,9 +14,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::backend::{Backend, BackendError};
-use crate::metrics::ratelimit::RateLimit;
 use crate::metrics::{Counters, VERSION};
 use crate::protocol::{Command, ErrorReply, Frame, Invalid, Request, Response};
+use crate::ratelimit::RateLimit;
 
 pub use l1_only::L1Only;
 

@@ -28,13 +28,13 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
-use crate::backend::locks::KeyLocks;
 use crate::backend::record::{flush_when, server_started, FlushWhen};
 use crate::backend::Backend;
-use crate::metrics::ratelimit::RateLimit;
+use crate::locks::KeyLocks;
 use crate::metrics::Counters;
 use crate::protocol::expiry;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response, StoreMode, Value};
+use crate::ratelimit::RateLimit;
 
 /// First byte of every L1 item a two-tier policy writes.
 pub const L1_TAG: u8 = 0xA5;
@@ -388,7 +388,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         keys: Vec<Bytes>,
         mut found: HashMap<Bytes, Value>,
         l1_failed: bool,
-        guard: Option<crate::backend::locks::Guard>,
+        guard: Option<crate::locks::Guard>,
     ) -> Response {
         let mut misses: Vec<Bytes> = keys
             .iter()
