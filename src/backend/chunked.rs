@@ -40,7 +40,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use md5::{Digest, Md5};
 
 use super::record::arith_value;
 use super::{Backend, BackendError, BackendFuture, Tier};
@@ -48,17 +47,13 @@ use crate::locks::{Guard, KeyLocks};
 use crate::protocol::expiry::{self, THIRTY_DAYS};
 use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
 
-pub const META_LEN: usize = 40;
-pub const TOKEN_LEN: usize = 16;
-/// Rend's default: chunk data of 1097 bytes less the key length, aimed at
-/// memcached's 1184-byte slab class.
-pub const DEFAULT_CHUNK_BASE: usize = 1097;
-/// Client keys longer than this are stored under a hashed name.
-const MAX_PLAIN_KEY: usize = 240;
-/// Hashed names are one byte longer than any plain name, so the two can
-/// never meet: a prefix of the key, `#`, and the key's MD5 in hex. With
-/// `-meta` that is 246 bytes; chunk numbers may have 8 digits.
-const HASHED_PREFIX: usize = MAX_PLAIN_KEY + 1 - 33;
+mod layout;
+pub use layout::{
+    base_key, chunk_key, meta_key, route_key, ttl_key, Meta, DEFAULT_CHUNK_BASE, META_LEN,
+    TOKEN_LEN,
+};
+use layout::{chunk_count, ttl_record};
+
 /// Attempts of a read-modify-write that loses its cas to another writer.
 const RMW_TRIES: u32 = 100;
 
@@ -93,62 +88,6 @@ impl crate::metrics::StatsSource for ChunkStats {
     }
 }
 
-/// The metadata record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Meta {
-    pub len: u32,
-    pub flags: u32,
-    pub chunks: u32,
-    pub chunk_size: u32,
-    pub inserted: u32,
-    pub expiry: u32,
-    pub token: [u8; TOKEN_LEN],
-}
-
-impl Meta {
-    pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(META_LEN);
-        for v in [
-            self.len,
-            self.flags,
-            self.chunks,
-            self.chunk_size,
-            self.inserted,
-            self.expiry,
-        ] {
-            b.put_u32(v);
-        }
-        b.put_slice(&self.token);
-        b.freeze()
-    }
-
-    /// Parse a record; `None` unless it is well formed.
-    pub fn decode(b: &[u8]) -> Option<Meta> {
-        if b.len() != META_LEN {
-            return None;
-        }
-        let u = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let mut token = [0u8; TOKEN_LEN];
-        token.copy_from_slice(&b[24..40]);
-        let m = Meta {
-            len: u(0),
-            flags: u(4),
-            chunks: u(8),
-            chunk_size: u(12),
-            inserted: u(16),
-            expiry: u(20),
-            token,
-        };
-        (m.chunk_size > 0
-            && u64::from(m.chunks) == chunk_count(m.len as usize, m.chunk_size as usize) as u64)
-            .then_some(m)
-    }
-}
-
-fn chunk_count(len: usize, chunk_size: usize) -> usize {
-    len.div_ceil(chunk_size)
-}
-
 fn now_unix() -> i64 {
     i64::from(expiry::now())
 }
@@ -157,65 +96,6 @@ fn now_unix() -> i64 {
 /// expire together (see [`expiry::absolute`]).
 fn absolute(exptime: i64) -> i64 {
     expiry::absolute(exptime, expiry::now())
-}
-
-/// The name a key's items are stored under.
-pub fn base_key(key: &[u8]) -> Bytes {
-    if key.len() <= MAX_PLAIN_KEY {
-        return Bytes::copy_from_slice(key);
-    }
-    let digest = Md5::digest(key);
-    let mut b = BytesMut::with_capacity(MAX_PLAIN_KEY + 1);
-    b.put_slice(&key[..HASHED_PREFIX]);
-    b.put_u8(b'#');
-    for byte in digest {
-        b.put_slice(format!("{byte:02x}").as_bytes());
-    }
-    b.freeze()
-}
-
-pub fn meta_key(base: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(base.len() + 5);
-    b.put_slice(base);
-    b.put_slice(b"-meta");
-    b.freeze()
-}
-
-/// `<key>-ttl`: written by touch and gat, the expiry they set (4 bytes)
-/// after the token of the value they touched. Read-modify-write keeps that
-/// expiry, as memcached keeps an item's; the metadata's own expiry field
-/// cannot move, since rewriting the metadata would change the cas.
-pub fn ttl_key(base: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(base.len() + 4);
-    b.put_slice(base);
-    b.put_slice(b"-ttl");
-    b.freeze()
-}
-
-fn ttl_record(token: &[u8; TOKEN_LEN], expiry: i64) -> Bytes {
-    let mut b = BytesMut::with_capacity(TOKEN_LEN + 4);
-    b.put_slice(token);
-    b.put_u32(u32::try_from(expiry.max(0)).unwrap_or(u32::MAX));
-    b.freeze()
-}
-
-pub fn chunk_key(base: &[u8], i: usize) -> Bytes {
-    let mut b = BytesMut::with_capacity(base.len() + 8);
-    b.put_slice(base);
-    b.put_u8(b'-');
-    b.put_slice(i.to_string().as_bytes());
-    b.freeze()
-}
-
-/// The client key's part of an item name this layout writes (`<base>-meta`,
-/// `<base>-ttl`, `<base>-<i>`): the bytes before the last `-`. A pool routed
-/// by it ([`MemcachedL1::keyed_by`](super::memcached::MemcachedL1::keyed_by))
-/// sends every L1 request for one client key on one connection, in order.
-pub fn route_key(item: &[u8]) -> &[u8] {
-    match item.iter().rposition(|&b| b == b'-') {
-        Some(dash) => &item[..dash],
-        None => item,
-    }
 }
 
 /// One key as read back.
@@ -906,6 +786,7 @@ impl<B: Backend + Clone> Backend for Chunked<B> {
 
 #[cfg(test)]
 mod tests {
+    use super::layout::{HASHED_PREFIX, MAX_PLAIN_KEY};
     use super::*;
     use proptest::prelude::*;
 
