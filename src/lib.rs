@@ -18,9 +18,11 @@
 //!   [`orca::l1_only`], [`orca::l1_l2`] and [`orca::l1_l2_batch`], the last
 //!   two sharing [`orca::two_tier`].
 //! - [`backend`] holds the tiers behind one trait: [`backend::memcached`]
-//!   (the pooled, pipelined binary client of memcached), [`backend::rocksdb`]
+//!   (the pooled, pipelined binary client of memcached, its per-connection
+//!   tasks in a submodule), [`backend::rocksdb`]
 //!   (L2) with [`backend::record`] (its record and memcached's verbs as pure
-//!   functions), [`backend::chunked`] (values as fixed-size chunks),
+//!   functions), [`backend::chunked`] (values as fixed-size chunks, Rend's
+//!   layout in a submodule),
 //!   [`backend::instrumented`]
 //!   (per-tier counters), [`backend::admin`] (the text connection that
 //!   carries memcached's admin commands), [`backend::slab_balancer`] (rend
