@@ -130,31 +130,6 @@ fn read_header(buf: &[u8]) -> Header {
     }
 }
 
-/// Write one packet.
-#[allow(clippy::too_many_arguments)]
-pub fn write_packet(
-    out: &mut BytesMut,
-    magic: u8,
-    opcode: u8,
-    status: u16,
-    opaque: u32,
-    cas: u64,
-    extras: &[u8],
-    key: &[u8],
-    value: &[u8],
-) {
-    out.reserve(HEADER_LEN + extras.len() + key.len() + value.len());
-    let head = Head {
-        magic,
-        opcode,
-        status,
-        opaque,
-        cas,
-    };
-    head.write(out, extras, key, value.len());
-    out.put_slice(value);
-}
-
 /// A packet's header fields other than the lengths, which [`Head::write`]
 /// computes.
 #[derive(Clone, Copy, Debug)]
@@ -191,6 +166,13 @@ impl Head {
         out.emit(key);
     }
 
+    /// A whole packet, value copied.
+    pub fn write_packet(&self, out: &mut BytesMut, extras: &[u8], key: &[u8], value: &[u8]) {
+        out.reserve(HEADER_LEN + extras.len() + key.len() + value.len());
+        self.write(out, extras, key, value.len());
+        out.put_slice(value);
+    }
+
     /// A whole packet whose value a sink may share rather than copy.
     pub fn write_shared<S: Sink + ?Sized>(
         &self,
@@ -206,17 +188,14 @@ impl Head {
 
 impl Packet {
     pub fn encode(&self, out: &mut BytesMut) {
-        write_packet(
-            out,
-            self.magic,
-            self.opcode,
-            self.status,
-            self.opaque,
-            self.cas,
-            &self.extras,
-            &self.key,
-            &self.value,
-        );
+        let head = Head {
+            magic: self.magic,
+            opcode: self.opcode,
+            status: self.status,
+            opaque: self.opaque,
+            cas: self.cas,
+        };
+        head.write_packet(out, &self.extras, &self.key, &self.value);
     }
 }
 
@@ -321,17 +300,14 @@ pub struct RequestDecoder {
 
 fn error_packet(h: &Header, code: u16) -> Bytes {
     let mut out = BytesMut::new();
-    write_packet(
-        &mut out,
-        RES_MAGIC,
-        h.opcode,
-        code,
-        h.opaque,
-        0,
-        &[],
-        &[],
-        status_message(code),
-    );
+    let head = Head {
+        magic: RES_MAGIC,
+        opcode: h.opcode,
+        status: code,
+        opaque: h.opaque,
+        cas: 0,
+    };
+    head.write_packet(&mut out, &[], &[], status_message(code));
     out.freeze()
 }
 
@@ -619,7 +595,14 @@ pub fn encode_request(req: &Request, out: &mut BytesMut) {
         return;
     };
     let w = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
-        write_packet(out, REQ_MAGIC, opcode, 0, opaque, cas, extras, key, value)
+        let head = Head {
+            magic: REQ_MAGIC,
+            opcode,
+            status: 0,
+            opaque,
+            cas,
+        };
+        head.write_packet(out, extras, key, value)
     };
     let wire = super::expiry::to_wire;
     match &req.cmd {
