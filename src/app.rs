@@ -292,29 +292,28 @@ pub async fn run(
     }
     let main = server::run(
         listener,
-        settings.clone(),
-        counters.clone(),
-        metrics.main.clone(),
-        make_orca,
-        workers.handles().to_vec(),
+        server::Serving {
+            settings: settings.clone(),
+            counters: counters.clone(),
+            figures: metrics.main.clone(),
+            make_orca,
+            workers: workers.handles().to_vec(),
+            grace,
+        },
         stopped(stop_rx.clone()),
-        grace,
     );
     let handles = workers.handles().to_vec();
     let batch = async {
         if let (Some(listener), Some(make)) = (batch_listener, make_batch) {
-            let figures = metrics.batch.clone();
-            server::run(
-                listener,
+            let serving = server::Serving {
                 settings,
                 counters,
-                figures,
-                make,
-                handles,
-                stopped(stop_rx),
+                figures: metrics.batch.clone(),
+                make_orca: make,
+                workers: handles,
                 grace,
-            )
-            .await;
+            };
+            server::run(listener, serving, stopped(stop_rx)).await;
         }
     };
     let embedded_stopping = embedded.as_ref().map(Embedded::stopping);

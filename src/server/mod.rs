@@ -90,21 +90,31 @@ pub struct ServerSettings {
     pub conn: ConnSettings,
 }
 
+/// What one listener serves with.
+pub struct Serving {
+    pub settings: Arc<ServerSettings>,
+    pub counters: Arc<Counters>,
+    /// This listener's own figures (its Prometheus `listener` label).
+    pub figures: Arc<ListenerMetrics>,
+    pub make_orca: OrcaFactory,
+    /// Each accepted connection is handed to one of these in turn and
+    /// stays on that thread.
+    pub workers: Vec<Handle>,
+    /// How long open connections may take to finish after `shutdown`.
+    pub grace: Duration,
+}
+
 /// Serve until `shutdown` completes, then wait for open connections to
-/// finish what they have read (at most `grace`). Each accepted connection
-/// is handed to one of `workers` in turn and stays on that thread; `figures`
-/// are this listener's own (its Prometheus `listener` label).
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    listener: Listener,
-    settings: Arc<ServerSettings>,
-    counters: Arc<Counters>,
-    figures: Arc<ListenerMetrics>,
-    make_orca: OrcaFactory,
-    workers: Vec<Handle>,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
+/// finish what they have read (at most `grace`).
+pub async fn run(listener: Listener, serving: Serving, shutdown: impl Future<Output = ()>) {
+    let Serving {
+        settings,
+        counters,
+        figures,
+        make_orca,
+        workers,
+        grace,
+    } = serving;
     figures.serving();
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; when all are gone, recv ends.

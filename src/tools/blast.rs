@@ -300,16 +300,14 @@ async fn worker(run: Arc<Run>, index: usize) -> Result<Recorder, ToolError> {
             }
         }
         let op = opts.mix.sample(&mut rng);
-        let (server, req) = build(
-            op,
+        let builder = Builder {
             opts,
-            &mut keys,
-            &mut rng,
-            &pattern,
-            &cas_seen,
-            &run.continuum,
+            pattern: &pattern,
+            cas_seen: &cas_seen,
+            continuum: &run.continuum,
             protocol,
-        );
+        };
+        let (server, req) = build(builder, op, &mut keys, &mut rng);
         let conn = &mut conns[server];
         encode(&req, &mut conn.out);
         conn.pending.push(InFlight {
@@ -358,18 +356,27 @@ async fn flush(conn: &mut Conn) -> Result<(), ToolError> {
     Ok(())
 }
 
-/// The request for one sampled operation, and the server it goes to.
-#[allow(clippy::too_many_arguments)]
-fn build(
-    op: Op,
-    opts: &BlastOptions,
-    keys: &mut KeyGen,
-    rng: &mut impl Rng,
-    pattern: &Bytes,
-    cas_seen: &Mutex<HashMap<Bytes, u64>>,
-    continuum: &Continuum,
+/// What a worker builds its requests from.
+#[derive(Clone, Copy)]
+struct Builder<'a> {
+    opts: &'a BlastOptions,
+    /// The bytes values are cut from.
+    pattern: &'a Bytes,
+    /// The cas last seen per key, for cas requests.
+    cas_seen: &'a Mutex<HashMap<Bytes, u64>>,
+    continuum: &'a Continuum,
     protocol: super::client::Protocol,
-) -> (usize, Request) {
+}
+
+/// The request for one sampled operation, and the server it goes to.
+fn build(builder: Builder<'_>, op: Op, keys: &mut KeyGen, rng: &mut impl Rng) -> (usize, Request) {
+    let Builder {
+        opts,
+        pattern,
+        cas_seen,
+        continuum,
+        protocol,
+    } = builder;
     let c = &opts.common;
     let key = keys.next_key(rng);
     let server = continuum.server_for(&key);
