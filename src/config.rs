@@ -154,8 +154,10 @@ pub struct Config {
     /// Move memcached's slab pages from the class with the oldest items to a
     /// class that evicts (`slabs reassign`), so a shift in value sizes does
     /// not leave memory stranded in the old sizes' classes. On by default
-    /// for the embedded memcached, off for one given with --l1 (which may
-    /// be shared, and must run with slab_reassign, memcached's default).
+    /// for the embedded memcached without --chunked; off for one given with
+    /// --l1 (which may be shared, and must run with slab_reassign,
+    /// memcached's default) and with --chunked (a page taken from the chunk
+    /// class takes chunks of live values with it).
     #[arg(
         long,
         env = "REND_SLAB_BALANCER",
@@ -352,7 +354,8 @@ impl Config {
     }
 
     pub fn slab_balancer(&self) -> bool {
-        self.slab_balancer.unwrap_or(self.l1.is_none())
+        self.slab_balancer
+            .unwrap_or(self.l1.is_none() && !self.chunked)
     }
 
     pub fn l1_timeout(&self) -> Duration {

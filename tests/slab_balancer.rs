@@ -133,20 +133,38 @@ fn large_values_give_way_to_smaller_ones() {
     assert_balanced(4000, 100);
 }
 
-#[test]
-fn the_embedded_memcached_is_balanced_by_default() {
+/// `stats` of a rend (l1-only) on its embedded memcached, with `extra` flags.
+fn embedded_stats(extra: &[&str]) -> String {
+    let mut args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--orca",
+        "l1-only",
+        "--metrics-listen",
+        "off",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
     let dir = tempfile::tempdir().unwrap();
-    let rend = Rend::start_args(&[
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--orca".into(),
-        "l1-only".into(),
-        "--metrics-listen".into(),
-        "off".into(),
-        "--l2-path".into(),
+    args.extend([
+        "--l2-path".to_string(),
         dir.path().join("l2").display().to_string(),
     ]);
+    let rend = Rend::start_args(&args);
     let mut c = rend.connect();
-    let stats = String::from_utf8(c.req(b"stats\r\n", b"END\r\n")).unwrap();
+    String::from_utf8(c.req(b"stats\r\n", b"END\r\n")).unwrap()
+}
+
+#[test]
+fn the_embedded_memcached_is_balanced_by_default_unless_chunked() {
+    let stats = embedded_stats(&[]);
+    assert!(stats.contains("STAT slab_balancer_moves 0\r\n"), "{stats}");
+    // A page taken from the chunk class would take live values' chunks.
+    let stats = embedded_stats(&["--chunked"]);
+    assert!(stats.contains("STAT chunks_written 0\r\n"), "{stats}");
+    assert!(!stats.contains("slab_balancer_moves"), "{stats}");
+    let stats = embedded_stats(&["--chunked", "--slab-balancer"]);
     assert!(stats.contains("STAT slab_balancer_moves 0\r\n"), "{stats}");
 }

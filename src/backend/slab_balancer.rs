@@ -20,13 +20,17 @@
 //! time; while pages move or classes evict the balancer polls every
 //! [`POLL_BUSY`], otherwise every [`POLL_IDLE`].
 //!
+//! With chunked values (`--chunked`) it is off by default: chunks of every
+//! value share one class, and a page memcached frees for another class
+//! takes chunks of live values with it, each a whole value lost.
+//!
 //! Cost: one `stats items` per poll (when idle, 0.2% of a memcached core
 //! and 0.6% of one of rend's, measured), `stats slabs` too when a class
 //! evicted; memory: those replies, of a few KiB, and one small map.
 //! A memcached that does not answer (hung, restarting, `slab_reassign`
 //! off) costs one failed poll per [`POLL_IDLE`] and nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +47,12 @@ use crate::protocol::{Command, Response};
 pub const POLL_BUSY: Duration = Duration::from_millis(1);
 /// Poll interval otherwise.
 pub const POLL_IDLE: Duration = Duration::from_millis(20);
+/// A class that evicted within this long is under pressure: it gives a
+/// page only for items clearly older than the taker's.
+pub const RECENT: Duration = Duration::from_millis(500);
+/// How long a move is retried while memcached is still moving the page
+/// before it.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
 /// How long the balancer keeps polling fast after a page could last be moved.
 const HOT: Duration = Duration::from_millis(200);
 /// Time allowed for one admin exchange.
@@ -102,21 +112,37 @@ pub fn parse(items: &[u8], slabs: &[u8]) -> BTreeMap<u32, Class> {
     classes
 }
 
-/// The page to move, as (source, destination), given the classes now and
-/// each class's `evicted` at the last poll; `None` when no class evicted
-/// or no other class may give a page.
-pub fn choose(last: &BTreeMap<u32, u64>, now: &BTreeMap<u32, Class>) -> Option<(u32, u32)> {
+/// The page to move, as (source, destination), given the classes now, each
+/// class's `evicted` at the last poll and the classes that evicted within
+/// [`RECENT`]; `None` when no class evicted or no other class may give a
+/// page.
+pub fn choose(
+    last: &BTreeMap<u32, u64>,
+    now: &BTreeMap<u32, Class>,
+    recent: &BTreeSet<u32>,
+) -> Option<(u32, u32)> {
     let evicting = |id: &u32, c: &Class| c.evicted.saturating_sub(*last.get(id).unwrap_or(&0));
+    // The class that throws away the youngest items (the most of them on a
+    // tie) is the one a page helps most.
     let (&dst, want) = now
         .iter()
         .filter(|(id, c)| evicting(id, c) > 0)
-        .max_by_key(|(id, c)| evicting(id, c))?;
+        .min_by_key(|(id, c)| (c.evicted_time, std::cmp::Reverse(evicting(id, c))))?;
+    // A quarter older, so that classes whose ages differ by the noise of a
+    // second's clock do not trade pages back and forth.
+    let older = |secs: u64| secs * 4 > want.evicted_time * 5;
     let spare_page = |c: &Class| c.chunks_per_page > 0 && c.free_chunks >= c.chunks_per_page;
     now.iter()
         .filter(|(&id, c)| id != dst && c.pages > 1)
-        // A quarter older, so that classes whose ages differ by the noise
-        // of a second's clock do not trade pages back and forth.
-        .filter(|(_, c)| spare_page(c) || c.age * 4 > want.evicted_time * 5)
+        // A class that evicts too (or did within [`RECENT`]) gives only if
+        // what it evicts is older by a quarter and two ticks of memcached's
+        // clock: two classes under the same pressure keep their pages.
+        .filter(|(id, c)| {
+            let pressed = recent.contains(id);
+            spare_page(c)
+                || (older(c.age) && !pressed)
+                || (pressed && older(c.evicted_time) && c.evicted_time >= want.evicted_time + 2)
+        })
         .max_by_key(|(_, c)| (spare_page(c), c.age))
         .map(|(&src, _)| (src, dst))
 }
@@ -128,7 +154,10 @@ enum Reassign {
     Ok,
     /// A page is moving already.
     Busy,
-    /// Anything else (`NOSPARE`, `NOTFULL`, `UNSAFE`, an error).
+    /// The destination still has free chunks (`NOTFULL`): it may fill
+    /// soon.
+    NotFull,
+    /// Anything else (`NOSPARE`, `UNSAFE`, an error).
     Refused,
 }
 
@@ -144,25 +173,37 @@ async fn run(lane: AdminLane, moves: Arc<AtomicU64>) {
     let mut last: Option<BTreeMap<u32, u64>> = None;
     // Poll fast until then: a page could be moved at most HOT ago.
     let mut hot_until = tokio::time::Instant::now();
+    // When each class last evicted.
+    let mut evicted_at: BTreeMap<u32, tokio::time::Instant> = BTreeMap::new();
     loop {
         let Some(now) = poll(&lane, last.as_ref()).await else {
             last = None;
             tokio::time::sleep(POLL_IDLE).await;
             continue;
         };
+        let t = tokio::time::Instant::now();
+        if let Some(last) = &last {
+            for (&id, c) in &now {
+                if c.evicted > *last.get(&id).unwrap_or(&0) {
+                    evicted_at.insert(id, t);
+                }
+            }
+        }
+        evicted_at.retain(|_, at| t.duration_since(*at) < RECENT);
+        let recent: BTreeSet<u32> = evicted_at.keys().copied().collect();
         // The first poll only sets the baseline.
-        let pick = last.as_ref().and_then(|last| choose(last, &now));
+        let pick = last.as_ref().and_then(|last| choose(last, &now, &recent));
         last = Some(now.iter().map(|(&id, c)| (id, c.evicted)).collect());
         let wait = match pick {
             Some((src, dst)) => {
                 hot_until = tokio::time::Instant::now() + HOT;
-                match reassign(&lane, src, dst).await {
+                match move_page(&lane, src, dst).await {
                     Reassign::Ok => {
                         moves.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(src, dst, "slab balancer moved a page");
                         Duration::ZERO
                     }
-                    Reassign::Busy => POLL_BUSY,
+                    Reassign::Busy | Reassign::NotFull => POLL_BUSY,
                     Reassign::Refused => POLL_IDLE,
                 }
             }
@@ -173,6 +214,20 @@ async fn run(lane: AdminLane, moves: Arc<AtomicU64>) {
             tokio::task::yield_now().await;
         } else {
             tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Ask memcached to move a page from `src` to `dst`; while the page before
+/// it is still moving (`BUSY`), ask again at once, for up to [`BUSY_RETRY`]:
+/// a page of large items moves in well under a millisecond, and waiting a
+/// timer tick per page would make the balancer, not memcached, the limit.
+async fn move_page(lane: &AdminLane, src: u32, dst: u32) -> Reassign {
+    let until = tokio::time::Instant::now() + BUSY_RETRY;
+    loop {
+        match reassign(lane, src, dst).await {
+            Reassign::Busy if tokio::time::Instant::now() < until => tokio::task::yield_now().await,
+            other => return other,
         }
     }
 }
@@ -209,7 +264,11 @@ async fn reassign(lane: &AdminLane, src: u32, dst: u32) -> Reassign {
     match admin(lane, format!("slabs reassign {src} {dst}")).await {
         Some(reply) if reply.starts_with(b"OK") => Reassign::Ok,
         Some(reply) if reply.starts_with(b"BUSY") => Reassign::Busy,
-        _ => Reassign::Refused,
+        Some(reply) if reply.starts_with(b"NOTFULL") => Reassign::NotFull,
+        reply => {
+            tracing::debug!(src, dst, ?reply, "slab balancer: memcached refused a move");
+            Reassign::Refused
+        }
     }
 }
 
@@ -226,6 +285,15 @@ mod tests {
             age,
             evicted_time,
         }
+    }
+
+    /// The classes that evicted since `last`, as the balancer's window would
+    /// hold them.
+    fn evicting(last: &BTreeMap<u32, u64>, now: &BTreeMap<u32, Class>) -> BTreeSet<u32> {
+        now.iter()
+            .filter(|(id, c)| c.evicted > *last.get(id).unwrap_or(&0))
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     #[test]
@@ -260,14 +328,14 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
             (2, class(10, 0, 60, 0)),
             (3, class(1, 80, 0, 0)),
         ]);
-        assert_eq!(choose(&last, &now), Some((2, 3)));
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), Some((2, 3)));
     }
 
     #[test]
     fn no_evictions_no_move() {
         let last = BTreeMap::from([(1, 5), (2, 7)]);
         let now = BTreeMap::from([(1, class(10, 5, 30, 0)), (2, class(10, 7, 60, 0))]);
-        assert_eq!(choose(&last, &now), None);
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
     }
 
     #[test]
@@ -276,7 +344,7 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
         // younger, so they are worth more.
         let last = BTreeMap::from([(3, 0)]);
         let now = BTreeMap::from([(1, class(10, 0, 30, 0)), (3, class(1, 9, 100, 100))]);
-        assert_eq!(choose(&last, &now), None);
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
     }
 
     #[test]
@@ -289,23 +357,30 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
             (2, free),
             (3, class(1, 9, 100, 50)),
         ]);
-        assert_eq!(choose(&last, &now), Some((2, 3)));
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), Some((2, 3)));
     }
 
     #[test]
     fn a_class_of_one_page_never_gives() {
         let last = BTreeMap::new();
         let now = BTreeMap::from([(1, class(1, 0, 300, 0)), (3, class(1, 9, 0, 0))]);
-        assert_eq!(choose(&last, &now), None);
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
     }
 
     #[test]
     fn two_evicting_classes_of_equal_age_do_not_trade_pages() {
         let last = BTreeMap::from([(1, 0), (2, 0)]);
-        let now = BTreeMap::from([(1, class(10, 5, 100, 90)), (2, class(10, 9, 110, 100))]);
-        assert_eq!(choose(&last, &now), None);
-        // A class a quarter older gives.
-        let now = BTreeMap::from([(1, class(10, 5, 126, 90)), (2, class(10, 9, 110, 100))]);
-        assert_eq!(choose(&last, &now), Some((1, 2)));
+        let now = BTreeMap::from([(1, class(10, 5, 100, 110)), (2, class(10, 9, 110, 100))]);
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
+        // Both evicting what they just stored (a chunked value's metadata
+        // and chunks), within one tick of memcached's clock.
+        let now = BTreeMap::from([(1, class(10, 5, 1, 0)), (2, class(10, 9, 2, 0))]);
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
+        // A class that evicts items a quarter older gives.
+        let now = BTreeMap::from([(1, class(10, 5, 140, 130)), (2, class(10, 9, 110, 100))]);
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), Some((1, 2)));
+        // As does one that evicts nothing and holds older items.
+        let now = BTreeMap::from([(1, class(10, 0, 126, 0)), (2, class(10, 9, 110, 100))]);
+        assert_eq!(choose(&last, &now, &evicting(&last, &now)), Some((1, 2)));
     }
 }
