@@ -139,6 +139,10 @@ fn a_clean_stop_logs_no_warning_even_when_memcached_is_signalled_too() {
         "l1-only".into(),
         "--shutdown-grace".into(),
         "3".into(),
+        // Not the default port: another test's rend may hold it, and the
+        // warning that says so would fail this test.
+        "--metrics-listen".into(),
+        "off".into(),
     ]);
     let mc = memcached_under(rend.pid()).expect("rend runs a memcached");
     assert_ne!(pgid(mc), pgid(rend.pid()), "memcached shares rend's group");
