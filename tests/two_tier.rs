@@ -112,30 +112,16 @@ struct Item {
 
 /// A text get reply up to its `END`; `Err` with the line on anything else.
 fn try_read_values(c: &mut Conn) -> Result<Vec<Item>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line = read_line(c);
-        if line == b"END\r\n" {
-            return Ok(out);
-        }
-        let text = String::from_utf8_lossy(&line).into_owned();
-        let t: Vec<&str> = text.trim_end().split(' ').collect();
-        if t.len() < 4 || t[0] != "VALUE" {
-            return Err(text);
-        }
-        let num = |s: &str| -> u64 { s.parse().unwrap_or_else(|_| panic!("bad number {text:?}")) };
-        let len = num(t[3]) as usize;
-        let mut data = c.read_exact_n(len + 2);
-        assert_eq!(data.len(), len + 2, "short value after {text:?}");
-        assert_eq!(&data[len..], b"\r\n", "value not followed by CRLF");
-        data.truncate(len);
-        out.push(Item {
-            key: t[1].to_string(),
-            flags: num(t[2]) as u32,
-            data: String::from_utf8(data).expect("test values are text"),
-            cas: t.get(4).map(|c| num(c)),
-        });
-    }
+    let items = common::try_read_values(c)?;
+    Ok(items
+        .into_iter()
+        .map(|i| Item {
+            key: String::from_utf8(i.key).expect("test keys are text"),
+            flags: i.flags,
+            data: String::from_utf8(i.data).expect("test values are text"),
+            cas: i.cas,
+        })
+        .collect())
 }
 
 fn read_values(c: &mut Conn) -> Vec<Item> {

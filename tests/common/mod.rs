@@ -603,21 +603,26 @@ pub struct Item {
 
 /// The values of a text get/gets/gat reply, up to its END.
 pub fn read_values(c: &mut Conn) -> Vec<Item> {
+    try_read_values(c).unwrap_or_else(|line| panic!("not a VALUE line: {line:?}"))
+}
+
+/// The values of a text get/gets/gat reply, up to its END; `Err` with the
+/// line when one is neither a VALUE line nor END.
+pub fn try_read_values(c: &mut Conn) -> Result<Vec<Item>, String> {
     let mut out = Vec::new();
     loop {
         let line = read_line(c);
         if line == b"END\r\n" {
-            return out;
+            return Ok(out);
         }
         let text = String::from_utf8_lossy(&line).into_owned();
         let t: Vec<&[u8]> = line[..line.len() - 2]
             .split(|&b| b == b' ')
             .filter(|t| !t.is_empty())
             .collect();
-        assert!(
-            t.len() >= 4 && t[0] == b"VALUE",
-            "not a VALUE line: {text:?}"
-        );
+        if t.len() < 4 || t[0] != b"VALUE" {
+            return Err(text);
+        }
         let num = |b: &[u8]| -> u64 {
             std::str::from_utf8(b)
                 .ok()
