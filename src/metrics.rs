@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::protocol::{Command, Response, StoreMode};
+use crate::metrics::ops::{Classified, Cmd, Outcome};
 
 /// The protocol level rend speaks, then its own version: clients such as
 /// memccapable read the leading memcached version to choose their tests.
@@ -117,52 +117,42 @@ fn bump(c: &AtomicU64, by: u64) {
 }
 
 impl Counters {
-    /// Count one answered request.
-    pub fn record(&self, req: &Command, resp: &Response) {
+    /// Count one answered request as memcached's `stats` does.
+    pub fn record(&self, r: &Classified) {
         let c = &self.counts;
-        if matches!(
-            resp,
-            Response::Error(crate::protocol::ErrorReply::Server(_))
-        ) {
+        if r.server_error {
             bump(&c.backend_errors, 1);
         }
-        match (req, resp) {
-            (Command::Get { keys, touch }, Response::Values(values)) => {
-                self.record_get(touch.is_some(), keys.len() as u64, values.len() as u64)
+        let (hit, miss) = (r.outcome == Outcome::Hit, r.outcome == Outcome::Miss);
+        match r.cmd {
+            Cmd::Get | Cmd::Gat if hit || miss => {
+                self.record_get(r.cmd == Cmd::Gat, r.keys as u64, r.hits as u64)
             }
-            (Command::Store { mode, .. }, r) => {
+            Cmd::Set | Cmd::Add | Cmd::Replace | Cmd::Append | Cmd::Prepend => bump(&c.cmd_set, 1),
+            Cmd::Cas => {
                 bump(&c.cmd_set, 1);
-                if *mode == StoreMode::Cas {
-                    match r {
-                        Response::Stored { .. } => bump(&c.cas_hits, 1),
-                        Response::Exists => bump(&c.cas_badval, 1),
-                        Response::NotFound => bump(&c.cas_misses, 1),
-                        _ => {}
-                    }
-                }
-            }
-            (Command::Delete { .. }, Response::Deleted) => bump(&c.delete_hits, 1),
-            (Command::Delete { .. }, Response::NotFound) => bump(&c.delete_misses, 1),
-            (Command::Arith { incr, .. }, r) => {
-                let hit = matches!(r, Response::Numeric { .. });
-                let miss = matches!(r, Response::NotFound);
-                match (incr, hit, miss) {
-                    (true, true, _) => bump(&c.incr_hits, 1),
-                    (true, _, true) => bump(&c.incr_misses, 1),
-                    (false, true, _) => bump(&c.decr_hits, 1),
-                    (false, _, true) => bump(&c.decr_misses, 1),
+                match r.outcome {
+                    Outcome::Stored => bump(&c.cas_hits, 1),
+                    Outcome::Exists => bump(&c.cas_badval, 1),
+                    Outcome::Miss => bump(&c.cas_misses, 1),
                     _ => {}
                 }
             }
-            (Command::Touch { .. }, r) => {
+            Cmd::Delete if hit => bump(&c.delete_hits, 1),
+            Cmd::Delete if miss => bump(&c.delete_misses, 1),
+            Cmd::Incr if hit => bump(&c.incr_hits, 1),
+            Cmd::Incr if miss => bump(&c.incr_misses, 1),
+            Cmd::Decr if hit => bump(&c.decr_hits, 1),
+            Cmd::Decr if miss => bump(&c.decr_misses, 1),
+            Cmd::Touch => {
                 bump(&c.cmd_touch, 1);
-                match r {
-                    Response::Touched { .. } => bump(&c.touch_hits, 1),
-                    Response::NotFound => bump(&c.touch_misses, 1),
-                    _ => {}
+                if hit {
+                    bump(&c.touch_hits, 1);
+                } else if miss {
+                    bump(&c.touch_misses, 1);
                 }
             }
-            (Command::Flush { .. }, _) => bump(&c.cmd_flush, 1),
+            Cmd::Flush => bump(&c.cmd_flush, 1),
             _ => {}
         }
     }

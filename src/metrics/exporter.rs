@@ -610,6 +610,7 @@ fn process() -> Process {
 mod tests {
     use super::*;
     use crate::backend::chunked::ChunkStats;
+    use crate::metrics::ops::Classified;
     use crate::protocol::{Command, Response};
     use std::collections::HashSet;
     use std::time::Duration;
@@ -662,7 +663,7 @@ mod tests {
         m.main.serving();
         m.batch.serving();
         for ops in [&m.main.ops, &m.batch.ops, &m.l1.ops, &m.l2.ops] {
-            ops.record(&get, &miss, Duration::from_micros(30));
+            ops.record(&Classified::of(&get, &miss), Duration::from_micros(30));
         }
         (m, l2)
     }
@@ -766,8 +767,12 @@ mod tests {
             value: bytes::Bytes::new(),
         };
         let ok = Response::Stored { cas: 1 };
-        m.main.ops.record(&set, &ok, Duration::from_micros(3));
-        m.main.ops.record(&set, &ok, Duration::from_micros(8));
+        m.main
+            .ops
+            .record(&Classified::of(&set, &ok), Duration::from_micros(3));
+        m.main
+            .ops
+            .record(&Classified::of(&set, &ok), Duration::from_micros(8));
         let text = Exporter::new(m).encode().unwrap();
         let line = |prefix: &str| {
             text.lines()

@@ -208,6 +208,36 @@ impl Outcome {
     }
 }
 
+/// One answered request, classified once for both `stats`' counters and
+/// the Prometheus families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classified {
+    pub cmd: Cmd,
+    pub outcome: Outcome,
+    /// Keys a get names (0 for anything else), and how many were found.
+    pub keys: usize,
+    pub hits: usize,
+    /// memcached's `SERVER_ERROR …` reply (a tier's failure).
+    pub server_error: bool,
+}
+
+impl Classified {
+    pub fn of(cmd: &Command, resp: &Response) -> Classified {
+        let shape = Shape::of(cmd);
+        let hits = match resp {
+            Response::Values(v) => v.len().min(shape.keys),
+            _ => 0,
+        };
+        Classified {
+            cmd: shape.cmd,
+            outcome: Outcome::of(resp, shape.keys),
+            keys: shape.keys,
+            hits,
+            server_error: matches!(resp, Response::Error(ErrorReply::Server(_))),
+        }
+    }
+}
+
 /// What a request's figures need of it, taken before the request moves on
 /// (so nothing is cloned to count it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,8 +350,12 @@ impl Default for OpMetrics {
 
 impl OpMetrics {
     /// One answered request.
-    pub fn record(&self, cmd: &Command, resp: &Response, elapsed: Duration) {
-        self.record_shape(Shape::of(cmd), Some(resp), elapsed);
+    pub fn record(&self, c: &Classified, elapsed: Duration) {
+        self.count(c.cmd, c.outcome, elapsed);
+        if c.keys > 0 && matches!(c.outcome, Outcome::Hit | Outcome::Miss) {
+            self.keys[0].fetch_add(c.hits as u64, Ordering::Relaxed);
+            self.keys[1].fetch_add((c.keys - c.hits) as u64, Ordering::Relaxed);
+        }
     }
 
     /// One request or tier call, by its shape: `None` when the tier could
@@ -558,7 +592,7 @@ mod tests {
             cas: 1,
             data: Bytes::new(),
         }]);
-        m.record(&get, &one, Duration::from_micros(1));
+        m.record(&Classified::of(&get, &one), Duration::from_micros(1));
         m.record_shape(Shape::of(&get), None, Duration::from_micros(1));
         assert_eq!(m.requests(Cmd::Get, Outcome::Miss), 1);
         assert_eq!(m.requests(Cmd::Get, Outcome::Error), 1);

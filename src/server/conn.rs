@@ -29,7 +29,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::metrics::ops::ListenerMetrics;
+use crate::metrics::ops::{Classified, ListenerMetrics};
 use crate::metrics::Counters;
 use crate::net::Stream;
 use crate::orca::{Orca, Reply};
@@ -682,10 +682,9 @@ impl Session<'_> {
             let before = self.out.len();
             match slot.piece.take() {
                 None => {
-                    self.counters.record(&slot.req.cmd, &resp);
-                    self.figures
-                        .ops
-                        .record(&slot.req.cmd, &resp, slot.arrived.elapsed());
+                    let class = Classified::of(&slot.req.cmd, &resp);
+                    self.counters.record(&class);
+                    self.figures.ops.record(&class, slot.arrived.elapsed());
                     encode_response(&slot.req, &resp, &mut self.out);
                 }
                 Some(piece) => self.finish_piece(&slot.req, piece, resp),
@@ -745,7 +744,7 @@ impl Session<'_> {
                 // The keys answered so far stay sent; the error ends the
                 // reply (no END), and the rest of the multi-get is dropped.
                 encode_response(req, &other, &mut self.out);
-                self.counters.record(&req.cmd, &other);
+                self.counters.record(&Classified::of(&req.cmd, &other));
                 self.failed_get = Some(piece.get);
                 if self.split.as_ref().is_some_and(|s| s.get == piece.get) {
                     self.split = None;
