@@ -38,6 +38,12 @@ pub enum StartError {
 }
 
 /// Run the proxy until `shutdown` completes.
+///
+/// Longer than the rest (about 230 lines) for a reason: it is where every
+/// piece meets, in start order (listeners, L2, L1, workers, orcas,
+/// metrics) and then in stop order, and the stop order is the point
+/// (worker threads before the embedded memcached, L2 marked clean last).
+/// Each step that stands alone is a helper below.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
@@ -63,42 +69,12 @@ pub async fn run(
     // L2 first: a second rend on the same directory stops here, before it
     // starts a memcached.
     let l2 = if two_tier {
-        Some(
-            L2::open(&L2Options {
-                path: config.l2_path.clone(),
-                cache_mb: config.l2_cache_mb,
-                max_bytes: config.l2_max_bytes,
-                durability: config.l2_durability,
-                max_value: config.max_item_size(),
-            })
-            .map_err(StartError::L2)?,
-        )
+        Some(open_l2(&config)?)
     } else {
         None
     };
 
-    let (l1_addr, embedded) = match &config.l1 {
-        Some(addr) => (addr.clone(), None),
-        None => {
-            // Chunk items are small; otherwise memcached must hold the
-            // largest value (with the two-tier cas header).
-            let item_size = if config.chunked {
-                1 << 20
-            } else if two_tier {
-                embedded_item_size(config.max_item_size() + L1_HEADER)
-            } else {
-                embedded_item_size(config.max_item_size())
-            };
-            let e = Embedded::start(EmbeddedOptions {
-                program: config.memcached.clone(),
-                memory_mb: config.l1_memory_mb,
-                item_size,
-            })
-            .await
-            .map_err(StartError::Embedded)?;
-            (L1Addr::Unix(e.socket().to_path_buf()), Some(e))
-        }
-    };
+    let (l1_addr, embedded) = start_l1(&config, two_tier).await?;
 
     let workers = Workers::start(config.threads()).map_err(StartError::Workers)?;
     let l1 = MemcachedL1::start(
@@ -220,41 +196,9 @@ pub async fn run(
         }
     }
 
-    let settings = Arc::new(ServerSettings {
-        max_conns: config.max_conns,
-        conn: ConnSettings {
-            limits: Limits {
-                max_value: config.max_item_size(),
-                ..Limits::default()
-            },
-            idle_timeout: config.idle_timeout(),
-            max_requests: config.conn_max_requests as usize,
-            max_bytes: config.conn_max_bytes as usize,
-        },
-    });
+    let settings = server_settings(&config);
 
-    tracing::info!(
-        orca = ?config.orca,
-        threads = workers.handles().len(),
-        l1 = %l1_addr,
-        l1_conns = config.l1_conns,
-        l2_path = ?two_tier.then_some(&config.l2_path),
-        l2_max_bytes = ?config.l2_max_bytes,
-        l2_durability = ?config.l2_durability,
-        max_conns = config.max_conns,
-        max_item_size = config.max_item_size(),
-        chunked = config.chunked,
-        chunk_size = ?config.chunk_size,
-        locked = config.locked(),
-        settings = %config
-            .to_toml()
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(", "),
-        "rend {}",
-        crate::metrics::VERSION
-    );
+    log_start(&config, workers.handles().len(), &l1_addr);
     tracing::info!("listening on {}", listener.local_addr());
     if let Some(b) = &batch_listener {
         tracing::info!("batch port (l1-l2-batch) listening on {}", b.local_addr());
@@ -262,20 +206,7 @@ pub async fn run(
     // After the lines above: tests take the first "listening on" as the
     // main port. Metrics are an aid, not the service: a port that cannot be
     // had is logged and rend serves on without them.
-    let metrics_listener = match &config.metrics_listen {
-        MetricsListen::Off => None,
-        MetricsListen::At(addr) => match crate::metrics::http::bind(addr).await {
-            Ok(l) => {
-                let shown = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                tracing::info!("metrics listening on {shown}");
-                Some(l)
-            }
-            Err(e) => {
-                tracing::warn!("metrics disabled: cannot listen on {addr}: {e}");
-                None
-            }
-        },
-    };
+    let metrics_listener = bind_metrics(&config.metrics_listen).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -343,6 +274,110 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// L2 (RocksDB) as the configuration says.
+fn open_l2(config: &Config) -> Result<L2, StartError> {
+    L2::open(&L2Options {
+        path: config.l2_path.clone(),
+        cache_mb: config.l2_cache_mb,
+        max_bytes: config.l2_max_bytes,
+        durability: config.l2_durability,
+        max_value: config.max_item_size(),
+    })
+    .map_err(StartError::L2)
+}
+
+/// L1's address: the one given, or that of the memcached rend starts (and
+/// returns, to stop it at the end).
+async fn start_l1(
+    config: &Config,
+    two_tier: bool,
+) -> Result<(L1Addr, Option<Embedded>), StartError> {
+    Ok(match &config.l1 {
+        Some(addr) => (addr.clone(), None),
+        None => {
+            // Chunk items are small; otherwise memcached must hold the
+            // largest value (with the two-tier cas header).
+            let item_size = if config.chunked {
+                1 << 20
+            } else if two_tier {
+                embedded_item_size(config.max_item_size() + L1_HEADER)
+            } else {
+                embedded_item_size(config.max_item_size())
+            };
+            let e = Embedded::start(EmbeddedOptions {
+                program: config.memcached.clone(),
+                memory_mb: config.l1_memory_mb,
+                item_size,
+            })
+            .await
+            .map_err(StartError::Embedded)?;
+            (L1Addr::Unix(e.socket().to_path_buf()), Some(e))
+        }
+    })
+}
+
+/// What every client connection is held to.
+fn server_settings(config: &Config) -> Arc<ServerSettings> {
+    Arc::new(ServerSettings {
+        max_conns: config.max_conns,
+        conn: ConnSettings {
+            limits: Limits {
+                max_value: config.max_item_size(),
+                ..Limits::default()
+            },
+            idle_timeout: config.idle_timeout(),
+            max_requests: config.conn_max_requests as usize,
+            max_bytes: config.conn_max_bytes as usize,
+        },
+    })
+}
+
+/// The start line: the mode and every setting in force.
+fn log_start(config: &Config, threads: usize, l1_addr: &L1Addr) {
+    let two_tier = config.orca == OrcaKind::L1L2;
+    tracing::info!(
+        orca = ?config.orca,
+        threads,
+        l1 = %l1_addr,
+        l1_conns = config.l1_conns,
+        l2_path = ?two_tier.then_some(&config.l2_path),
+        l2_max_bytes = ?config.l2_max_bytes,
+        l2_durability = ?config.l2_durability,
+        max_conns = config.max_conns,
+        max_item_size = config.max_item_size(),
+        chunked = config.chunked,
+        chunk_size = ?config.chunk_size,
+        locked = config.locked(),
+        settings = %config
+            .to_toml()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(", "),
+        "rend {}",
+        crate::metrics::VERSION
+    );
+}
+
+/// The metrics port. Metrics are an aid, not the service: a port that
+/// cannot be had is logged and rend serves on without them.
+async fn bind_metrics(at: &MetricsListen) -> Option<tokio::net::TcpListener> {
+    match at {
+        MetricsListen::Off => None,
+        MetricsListen::At(addr) => match crate::metrics::http::bind(addr).await {
+            Ok(l) => {
+                let shown = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                tracing::info!("metrics listening on {shown}");
+                Some(l)
+            }
+            Err(e) => {
+                tracing::warn!("metrics disabled: cannot listen on {addr}: {e}");
+                None
+            }
+        },
+    }
 }
 
 /// The main port's and the batch port's orcas over one shared state: one
