@@ -49,6 +49,22 @@ fn report(name: &str, wire: usize, (n, ns): (u64, f64)) {
     println!("{name},{n},{ns:.1},{mbps:.1}");
 }
 
+/// Time encoding `resp` as the reply to `req`.
+fn encode_case(name: &str, req: &Request, resp: &Response, budget: Duration) {
+    let mut out = OutBuf::default();
+    rend::protocol::encode_response(req, resp, &mut out);
+    let reply_len = out.len();
+    report(
+        name,
+        reply_len,
+        time(budget, || {
+            let mut out = OutBuf::default();
+            rend::protocol::encode_response(req, resp, &mut out);
+            black_box(out.len());
+        }),
+    );
+}
+
 fn store(value: usize) -> Command {
     Command::Store {
         mode: StoreMode::Set,
@@ -144,17 +160,11 @@ fn main() {
                 Some(size) => hit(size),
                 None => Response::Stored { cas: 7 },
             };
-            let mut out = OutBuf::default();
-            rend::protocol::encode_response(&req, &resp, &mut out);
-            let reply_len = out.len();
-            report(
+            encode_case(
                 &format!("encode {proto} reply to {name}"),
-                reply_len,
-                time(budget, || {
-                    let mut out = OutBuf::default();
-                    rend::protocol::encode_response(&req, &resp, &mut out);
-                    black_box(out.len());
-                }),
+                &req,
+                &resp,
+                budget,
             );
         }
     }
@@ -170,18 +180,11 @@ fn main() {
         ),
     ] {
         let req = Request { cmd: get(), frame };
-        let resp = hit(1 << 20);
-        let mut out = OutBuf::default();
-        rend::protocol::encode_response(&req, &resp, &mut out);
-        let reply_len = out.len();
-        report(
+        encode_case(
             &format!("encode {proto} 1 MiB hit"),
-            reply_len,
-            time(budget, || {
-                let mut out = OutBuf::default();
-                rend::protocol::encode_response(&req, &resp, &mut out);
-                black_box(out.len());
-            }),
+            &req,
+            &hit(1 << 20),
+            budget,
         );
     }
 }
