@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
 use crate::metrics::exporter::{PoolFigures, PoolSource};
 use crate::net::Stream;
-use crate::protocol::binary::{self, op, status, Head, Packet, REQ_MAGIC};
+use crate::protocol::binary::{self, op, status, Head, Packet};
 use crate::protocol::expiry::to_wire as exptime_to_wire;
 use crate::protocol::out::OutBuf;
 use crate::protocol::{Command, FrameError, Invalid, Response, StoreMode, Value};
@@ -560,13 +560,7 @@ fn packet(
     key: &[u8],
     value: Option<&Bytes>,
 ) {
-    let head = Head {
-        magic: REQ_MAGIC,
-        opcode,
-        status: 0,
-        opaque,
-        cas,
-    };
+    let head = Head::request(opcode, opaque, cas);
     match value {
         Some(v) => head.write_shared(out, extras, key, v),
         None => head.write(out, extras, key, 0),

@@ -112,22 +112,34 @@ pub fn parse(items: &[u8], slabs: &[u8]) -> BTreeMap<u32, Class> {
     classes
 }
 
-/// The page to move, as (source, destination), given the classes now, each
-/// class's `evicted` at the last poll and the classes that evicted within
-/// [`RECENT`]; `None` when no class evicted or no other class may give a
-/// page.
-pub fn choose(
+/// Evictions per class since `last` (each class's `evicted` then), for
+/// the classes that evicted.
+pub fn evictions_since(
     last: &BTreeMap<u32, u64>,
+    now: &BTreeMap<u32, Class>,
+) -> BTreeMap<u32, u64> {
+    now.iter()
+        .map(|(&id, c)| (id, c.evicted.saturating_sub(*last.get(&id).unwrap_or(&0))))
+        .filter(|&(_, n)| n > 0)
+        .collect()
+}
+
+/// The page to move, as (source, destination), given the classes now, the
+/// evictions since the last poll ([`evictions_since`]) and the classes that
+/// evicted within [`RECENT`]; `None` when no class evicted or no other class
+/// may give a page.
+pub fn choose(
+    fresh: &BTreeMap<u32, u64>,
     now: &BTreeMap<u32, Class>,
     recent: &BTreeSet<u32>,
 ) -> Option<(u32, u32)> {
-    let evicting = |id: &u32, c: &Class| c.evicted.saturating_sub(*last.get(id).unwrap_or(&0));
     // The class that throws away the youngest items (the most of them on a
     // tie) is the one a page helps most.
-    let (&dst, want) = now
+    let (&dst, want) = fresh
         .iter()
-        .filter(|(id, c)| evicting(id, c) > 0)
-        .min_by_key(|(id, c)| (c.evicted_time, std::cmp::Reverse(evicting(id, c))))?;
+        .filter_map(|(id, &n)| Some((id, now.get(id)?, n)))
+        .min_by_key(|&(_, c, n)| (c.evicted_time, std::cmp::Reverse(n)))
+        .map(|(id, c, _)| (id, c))?;
     // A quarter older, so that classes whose ages differ by the noise of a
     // second's clock do not trade pages back and forth.
     let older = |secs: u64| secs * 4 > want.evicted_time * 5;
@@ -170,33 +182,45 @@ pub fn start(addr: L1Addr, moves: Arc<AtomicU64>) {
 }
 
 async fn run(lane: AdminLane, moves: Arc<AtomicU64>) {
+    // Each class's `evicted` at the last poll; none before the first, which
+    // only sets the baseline.
     let mut last: Option<BTreeMap<u32, u64>> = None;
     // Poll fast until then: a page could be moved at most HOT ago.
     let mut hot_until = tokio::time::Instant::now();
     // When each class last evicted.
     let mut evicted_at: BTreeMap<u32, tokio::time::Instant> = BTreeMap::new();
     loop {
-        let Some(now) = poll(&lane, last.as_ref()).await else {
+        let Some(items) = admin(&lane, "stats items").await else {
             last = None;
             tokio::time::sleep(POLL_IDLE).await;
             continue;
         };
+        let classes = parse(&items, b"");
+        let fresh = last
+            .as_ref()
+            .map(|last| evictions_since(last, &classes))
+            .unwrap_or_default();
+        last = Some(classes.iter().map(|(&id, c)| (id, c.evicted)).collect());
         let t = tokio::time::Instant::now();
-        if let Some(last) = &last {
-            for (&id, c) in &now {
-                if c.evicted > *last.get(&id).unwrap_or(&0) {
-                    evicted_at.insert(id, t);
-                }
-            }
+        for &id in fresh.keys() {
+            evicted_at.insert(id, t);
         }
         evicted_at.retain(|_, at| t.duration_since(*at) < RECENT);
-        let recent: BTreeSet<u32> = evicted_at.keys().copied().collect();
-        // The first poll only sets the baseline.
-        let pick = last.as_ref().and_then(|last| choose(last, &now, &recent));
-        last = Some(now.iter().map(|(&id, c)| (id, c.evicted)).collect());
+        // Pages matter only when a class evicted (`stats items` alone says so).
+        let pick = if fresh.is_empty() {
+            None
+        } else {
+            let Some(slabs) = admin(&lane, "stats slabs").await else {
+                last = None;
+                tokio::time::sleep(POLL_IDLE).await;
+                continue;
+            };
+            let recent = evicted_at.keys().copied().collect();
+            choose(&fresh, &parse(&items, &slabs), &recent)
+        };
         let wait = match pick {
             Some((src, dst)) => {
-                hot_until = tokio::time::Instant::now() + HOT;
+                hot_until = t + HOT;
                 match move_page(&lane, src, dst).await {
                     Reassign::Ok => {
                         moves.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +231,7 @@ async fn run(lane: AdminLane, moves: Arc<AtomicU64>) {
                     Reassign::Refused => POLL_IDLE,
                 }
             }
-            None if tokio::time::Instant::now() < hot_until => POLL_BUSY,
+            None if t < hot_until => POLL_BUSY,
             None => POLL_IDLE,
         };
         if wait.is_zero() {
@@ -232,9 +256,9 @@ async fn move_page(lane: &AdminLane, src: u32, dst: u32) -> Reassign {
     }
 }
 
-async fn admin(lane: &AdminLane, line: String) -> Option<Bytes> {
+async fn admin(lane: &AdminLane, line: &str) -> Option<Bytes> {
     let cmd = Command::Admin {
-        line: Bytes::from(line),
+        line: Bytes::copy_from_slice(line.as_bytes()),
         noreply: false,
     };
     match lane.call(&cmd).await {
@@ -243,25 +267,8 @@ async fn admin(lane: &AdminLane, line: String) -> Option<Bytes> {
     }
 }
 
-/// The classes; their pages only when one evicted since `last` (otherwise
-/// nothing moves, and `stats items` alone says so).
-async fn poll(lane: &AdminLane, last: Option<&BTreeMap<u32, u64>>) -> Option<BTreeMap<u32, Class>> {
-    let items = admin(lane, "stats items".into()).await?;
-    let classes = parse(&items, b"");
-    let evicting = last.is_some_and(|last| {
-        classes
-            .iter()
-            .any(|(id, c)| c.evicted > *last.get(id).unwrap_or(&0))
-    });
-    if !evicting {
-        return Some(classes);
-    }
-    let slabs = admin(lane, "stats slabs".into()).await?;
-    Some(parse(&items, &slabs))
-}
-
 async fn reassign(lane: &AdminLane, src: u32, dst: u32) -> Reassign {
-    match admin(lane, format!("slabs reassign {src} {dst}")).await {
+    match admin(lane, &format!("slabs reassign {src} {dst}")).await {
         Some(reply) if reply.starts_with(b"OK") => Reassign::Ok,
         Some(reply) if reply.starts_with(b"BUSY") => Reassign::Busy,
         Some(reply) if reply.starts_with(b"NOTFULL") => Reassign::NotFull,
@@ -290,10 +297,7 @@ mod tests {
     /// The classes that evicted since `last`, as the balancer's window would
     /// hold them.
     fn evicting(last: &BTreeMap<u32, u64>, now: &BTreeMap<u32, Class>) -> BTreeSet<u32> {
-        now.iter()
-            .filter(|(id, c)| c.evicted > *last.get(id).unwrap_or(&0))
-            .map(|(&id, _)| id)
-            .collect()
+        evictions_since(last, now).into_keys().collect()
     }
 
     #[test]
@@ -328,14 +332,20 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
             (2, class(10, 0, 60, 0)),
             (3, class(1, 80, 0, 0)),
         ]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), Some((2, 3)));
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            Some((2, 3))
+        );
     }
 
     #[test]
     fn no_evictions_no_move() {
         let last = BTreeMap::from([(1, 5), (2, 7)]);
         let now = BTreeMap::from([(1, class(10, 5, 30, 0)), (2, class(10, 7, 60, 0))]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            None
+        );
     }
 
     #[test]
@@ -344,7 +354,10 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
         // younger, so they are worth more.
         let last = BTreeMap::from([(3, 0)]);
         let now = BTreeMap::from([(1, class(10, 0, 30, 0)), (3, class(1, 9, 100, 100))]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            None
+        );
     }
 
     #[test]
@@ -357,30 +370,48 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
             (2, free),
             (3, class(1, 9, 100, 50)),
         ]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), Some((2, 3)));
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            Some((2, 3))
+        );
     }
 
     #[test]
     fn a_class_of_one_page_never_gives() {
         let last = BTreeMap::new();
         let now = BTreeMap::from([(1, class(1, 0, 300, 0)), (3, class(1, 9, 0, 0))]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            None
+        );
     }
 
     #[test]
     fn two_evicting_classes_of_equal_age_do_not_trade_pages() {
         let last = BTreeMap::from([(1, 0), (2, 0)]);
         let now = BTreeMap::from([(1, class(10, 5, 100, 110)), (2, class(10, 9, 110, 100))]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            None
+        );
         // Both evicting what they just stored (a chunked value's metadata
         // and chunks), within one tick of memcached's clock.
         let now = BTreeMap::from([(1, class(10, 5, 1, 0)), (2, class(10, 9, 2, 0))]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), None);
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            None
+        );
         // A class that evicts items a quarter older gives.
         let now = BTreeMap::from([(1, class(10, 5, 140, 130)), (2, class(10, 9, 110, 100))]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), Some((1, 2)));
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            Some((1, 2))
+        );
         // As does one that evicts nothing and holds older items.
         let now = BTreeMap::from([(1, class(10, 0, 126, 0)), (2, class(10, 9, 110, 100))]);
-        assert_eq!(choose(&last, &now, &evicting(&last, &now)), Some((1, 2)));
+        assert_eq!(
+            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
+            Some((1, 2))
+        );
     }
 }

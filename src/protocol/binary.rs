@@ -142,6 +142,17 @@ pub struct Head {
 }
 
 impl Head {
+    /// A request's header: no status.
+    pub fn request(opcode: u8, opaque: u32, cas: u64) -> Head {
+        Head {
+            magic: REQ_MAGIC,
+            opcode,
+            status: 0,
+            opaque,
+            cas,
+        }
+    }
+
     /// The header, extras and key of a packet whose value (`value_len`
     /// bytes) the caller writes next.
     pub fn write<S: Sink + ?Sized>(
@@ -595,13 +606,7 @@ pub fn encode_request(req: &Request, out: &mut BytesMut) {
         return;
     };
     let w = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
-        let head = Head {
-            magic: REQ_MAGIC,
-            opcode,
-            status: 0,
-            opaque,
-            cas,
-        };
+        let head = Head::request(opcode, opaque, cas);
         head.write_packet(out, extras, key, value)
     };
     let wire = super::expiry::to_wire;
