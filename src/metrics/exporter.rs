@@ -228,8 +228,6 @@ const TIER: Prefix = Prefix {
     keys_help: "Keys named by gets sent to a tier, by tier and outcome.",
 };
 
-/// L2's `stats` figures and the metrics they become: (stats name, metric
-/// name, counter?, scale, help).
 /// Chunking's figures: its `stats` name, the family, the help.
 const CHUNK_FIGURES: &[(&str, &str, &str)] = &[
     (
@@ -250,6 +248,8 @@ const CHUNK_FIGURES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// L2's `stats` figures and the metrics they become: (stats name, metric
+/// name, counter?, scale, help).
 const L2_FIGURES: &[(&str, &str, bool, f64, &str)] = &[
     (
         "l2_estimated_keys",
@@ -362,209 +362,236 @@ impl Collector for Collect {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let m = &self.0;
         let enc = &mut enc;
-
-        // Client requests, per listener; tier calls, per tier.
-        op_families(
-            enc,
-            CLIENT,
-            "listener",
-            &[(m.main.name, &m.main.ops), (m.batch.name, &m.batch.ops)],
-        )?;
-        op_families(
-            enc,
-            TIER,
-            "tier",
-            &[(m.l1.name, &m.l1.ops), (m.l2.name, &m.l2.ops)],
-        )?;
-        let mut fam = enc.encode_descriptor(
-            "rend_tier_inflight",
-            "Calls to a tier started and not yet answered.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for t in [&m.l1, &m.l2] {
-            ConstGauge::new(t.inflight()).encode(fam.encode_family(&[("tier", t.name)])?)?;
-        }
-
-        // Client connections, per listener.
-        let conns: Vec<_> = [&m.main, &m.batch]
-            .into_iter()
-            .filter(|l| l.is_serving())
-            .map(|l| (l.name, l.connections()))
-            .collect();
-        let mut fam = enc.encode_descriptor(
-            "rend_client_connections",
-            "Client connections open now.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for &(name, (current, _, _)) in &conns {
-            ConstGauge::new(current).encode(fam.encode_family(&[("listener", name)])?)?;
-        }
-        let mut fam = enc.encode_descriptor(
-            "rend_client_connections_accepted",
-            "Client connections accepted.",
-            None,
-            MetricType::Counter,
-        )?;
-        for &(name, (_, accepted, _)) in &conns {
-            ConstCounter::new(accepted).encode(fam.encode_family(&[("listener", name)])?)?;
-        }
-        let mut fam = enc.encode_descriptor(
-            "rend_client_connections_rejected",
-            "Client connections refused at --max-conns.",
-            None,
-            MetricType::Counter,
-        )?;
-        for &(name, (_, _, rejected)) in &conns {
-            ConstCounter::new(rejected).encode(fam.encode_family(&[("listener", name)])?)?;
-        }
-
-        // The policy's own counters.
-        let c = &m.counters.counts;
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        counter(
-            enc,
-            "rend_l1_backfills",
-            "L2 records copied into L1 after an L1 miss.",
-            load(&c.l1_backfills),
-        )?;
-        counter(
-            enc,
-            "rend_l1_read_failures",
-            "L1 reads that failed, served from L2 instead.",
-            load(&c.l1_read_failures),
-        )?;
-        counter(
-            enc,
-            "rend_l1_write_failures",
-            "L1 writes, deletes or touches that failed (the key's L1 copy is then ignored).",
-            load(&c.l1_write_failures),
-        )?;
-
-        // The L1 pool.
-        if let Some(pool) = m.pool.get() {
-            let p = pool.pool();
-            gauge(
-                enc,
-                "rend_l1_pool_connections",
-                "Pooled connections to memcached (--threads x --l1-conns).",
-                as_i64(p.conns),
-            )?;
-            gauge(
-                enc,
-                "rend_l1_pool_connections_up",
-                "Pooled connections to memcached that are connected now.",
-                as_i64(p.up),
-            )?;
-            gauge(
-                enc,
-                "rend_l1_pool_inflight",
-                "Requests written to memcached and not yet answered, over all pooled connections.",
-                as_i64(p.inflight),
-            )?;
-            counter(
-                enc,
-                "rend_l1_pool_reconnects",
-                "Times a pooled connection was lost or could not connect, and was redialled.",
-                p.reconnects,
-            )?;
-            counter(
-                enc,
-                "rend_l1_pool_timeouts",
-                "L1 requests that timed out (--l1-timeout-ms).",
-                p.timeouts,
-            )?;
-            counter(
-                enc,
-                "rend_l1_pool_overloads",
-                "L1 requests refused at once because a connection's queue was full.",
-                p.overloads,
-            )?;
-            gauge(
-                enc,
-                "rend_l1_pool_stalled_sockets",
-                "Stalled memcached sockets kept until memcached answers what was written to them.",
-                as_i64(p.stalled),
-            )?;
-        }
-
-        // Chunking.
-        if let Some(chunks) = m.counters.chunks.get() {
-            let figures = chunks.stats();
-            for (stat, name, help) in CHUNK_FIGURES {
-                if let Some(&(_, v)) = figures.iter().find(|(k, _)| k == stat) {
-                    counter(enc, name, help, v)?;
-                }
-            }
-        }
-
-        // L2.
-        if let Some(l2) = m.counters.l2.get() {
-            let figures = l2.stats();
-            for (stat, name, is_counter, scale, help) in L2_FIGURES {
-                let Some(&(_, v)) = figures.iter().find(|(k, _)| k == stat) else {
-                    continue;
-                };
-                match (*is_counter, *scale == 1.0) {
-                    (true, true) => counter(enc, name, help, v)?,
-                    (true, false) => counter_f64(enc, name, help, v as f64 * scale)?,
-                    (false, true) => gauge(enc, name, help, as_i64(v))?,
-                    (false, false) => gauge_f64(enc, name, help, v as f64 * scale)?,
-                }
-            }
-        }
-
-        // The process.
-        let p = process();
-        if let Some(v) = p.rss {
-            gauge(
-                enc,
-                "process_resident_memory_bytes",
-                "Resident memory.",
-                as_i64(v),
-            )?;
-        }
-        if let Some(v) = p.open_fds {
-            gauge(enc, "process_open_fds", "Open file descriptors.", as_i64(v))?;
-        }
-        if let Some(v) = p.max_fds {
-            gauge(
-                enc,
-                "process_max_fds",
-                "The open file descriptor limit (soft).",
-                as_i64(v),
-            )?;
-        }
-        if let Some(v) = p.cpu_seconds {
-            counter_f64(
-                enc,
-                "process_cpu_seconds",
-                "CPU time used, user and system, seconds.",
-                v,
-            )?;
-        }
-        gauge_f64(
-            enc,
-            "process_start_time_seconds",
-            "When rend started, seconds since the Unix epoch.",
-            m.started_unix,
-        )?;
-        gauge_f64(
-            enc,
-            "rend_uptime_seconds",
-            "Seconds since rend started.",
-            m.started.elapsed().as_secs_f64(),
-        )?;
-        let mut fam = enc.encode_descriptor(
-            "rend_build_info",
-            "Always 1; the version label is what `version` answers.",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(1i64).encode(fam.encode_family(&[("version", VERSION)])?)?;
-        Ok(())
+        encode_requests(enc, m)?;
+        encode_connections(enc, m)?;
+        encode_policy(enc, m)?;
+        encode_pool(enc, m)?;
+        encode_chunking(enc, m)?;
+        encode_l2(enc, m)?;
+        encode_process(enc, m)
     }
+}
+
+/// Client requests, per listener; tier calls, per tier.
+fn encode_requests(enc: Out, m: &Metrics) -> std::fmt::Result {
+    op_families(
+        enc,
+        CLIENT,
+        "listener",
+        &[(m.main.name, &m.main.ops), (m.batch.name, &m.batch.ops)],
+    )?;
+    op_families(
+        enc,
+        TIER,
+        "tier",
+        &[(m.l1.name, &m.l1.ops), (m.l2.name, &m.l2.ops)],
+    )?;
+    let mut fam = enc.encode_descriptor(
+        "rend_tier_inflight",
+        "Calls to a tier started and not yet answered.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for t in [&m.l1, &m.l2] {
+        ConstGauge::new(t.inflight()).encode(fam.encode_family(&[("tier", t.name)])?)?;
+    }
+    Ok(())
+}
+
+/// Client connections, per listener.
+fn encode_connections(enc: Out, m: &Metrics) -> std::fmt::Result {
+    let conns: Vec<_> = [&m.main, &m.batch]
+        .into_iter()
+        .filter(|l| l.is_serving())
+        .map(|l| (l.name, l.connections()))
+        .collect();
+    let mut fam = enc.encode_descriptor(
+        "rend_client_connections",
+        "Client connections open now.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for &(name, (current, _, _)) in &conns {
+        ConstGauge::new(current).encode(fam.encode_family(&[("listener", name)])?)?;
+    }
+    let mut fam = enc.encode_descriptor(
+        "rend_client_connections_accepted",
+        "Client connections accepted.",
+        None,
+        MetricType::Counter,
+    )?;
+    for &(name, (_, accepted, _)) in &conns {
+        ConstCounter::new(accepted).encode(fam.encode_family(&[("listener", name)])?)?;
+    }
+    let mut fam = enc.encode_descriptor(
+        "rend_client_connections_rejected",
+        "Client connections refused at --max-conns.",
+        None,
+        MetricType::Counter,
+    )?;
+    for &(name, (_, _, rejected)) in &conns {
+        ConstCounter::new(rejected).encode(fam.encode_family(&[("listener", name)])?)?;
+    }
+    Ok(())
+}
+
+/// The policy's own counters.
+fn encode_policy(enc: Out, m: &Metrics) -> std::fmt::Result {
+    let c = &m.counters.counts;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    counter(
+        enc,
+        "rend_l1_backfills",
+        "L2 records copied into L1 after an L1 miss.",
+        load(&c.l1_backfills),
+    )?;
+    counter(
+        enc,
+        "rend_l1_read_failures",
+        "L1 reads that failed, served from L2 instead.",
+        load(&c.l1_read_failures),
+    )?;
+    counter(
+        enc,
+        "rend_l1_write_failures",
+        "L1 writes, deletes or touches that failed (the key's L1 copy is then ignored).",
+        load(&c.l1_write_failures),
+    )?;
+    Ok(())
+}
+
+/// The L1 pool's figures, once the pool is known.
+fn encode_pool(enc: Out, m: &Metrics) -> std::fmt::Result {
+    if let Some(pool) = m.pool.get() {
+        let p = pool.pool();
+        gauge(
+            enc,
+            "rend_l1_pool_connections",
+            "Pooled connections to memcached (--threads x --l1-conns).",
+            as_i64(p.conns),
+        )?;
+        gauge(
+            enc,
+            "rend_l1_pool_connections_up",
+            "Pooled connections to memcached that are connected now.",
+            as_i64(p.up),
+        )?;
+        gauge(
+            enc,
+            "rend_l1_pool_inflight",
+            "Requests written to memcached and not yet answered, over all pooled connections.",
+            as_i64(p.inflight),
+        )?;
+        counter(
+            enc,
+            "rend_l1_pool_reconnects",
+            "Times a pooled connection was lost or could not connect, and was redialled.",
+            p.reconnects,
+        )?;
+        counter(
+            enc,
+            "rend_l1_pool_timeouts",
+            "L1 requests that timed out (--l1-timeout-ms).",
+            p.timeouts,
+        )?;
+        counter(
+            enc,
+            "rend_l1_pool_overloads",
+            "L1 requests refused at once because a connection's queue was full.",
+            p.overloads,
+        )?;
+        gauge(
+            enc,
+            "rend_l1_pool_stalled_sockets",
+            "Stalled memcached sockets kept until memcached answers what was written to them.",
+            as_i64(p.stalled),
+        )?;
+    }
+    Ok(())
+}
+
+/// Chunking's figures, with `--chunked`.
+fn encode_chunking(enc: Out, m: &Metrics) -> std::fmt::Result {
+    if let Some(chunks) = m.counters.chunks.get() {
+        let figures = chunks.stats();
+        for (stat, name, help) in CHUNK_FIGURES {
+            if let Some(&(_, v)) = figures.iter().find(|(k, _)| k == stat) {
+                counter(enc, name, help, v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// L2's figures, with an L2.
+fn encode_l2(enc: Out, m: &Metrics) -> std::fmt::Result {
+    if let Some(l2) = m.counters.l2.get() {
+        let figures = l2.stats();
+        for (stat, name, is_counter, scale, help) in L2_FIGURES {
+            let Some(&(_, v)) = figures.iter().find(|(k, _)| k == stat) else {
+                continue;
+            };
+            match (*is_counter, *scale == 1.0) {
+                (true, true) => counter(enc, name, help, v)?,
+                (true, false) => counter_f64(enc, name, help, v as f64 * scale)?,
+                (false, true) => gauge(enc, name, help, as_i64(v))?,
+                (false, false) => gauge_f64(enc, name, help, v as f64 * scale)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The process, rend's uptime and its build.
+fn encode_process(enc: Out, m: &Metrics) -> std::fmt::Result {
+    let p = process();
+    if let Some(v) = p.rss {
+        gauge(
+            enc,
+            "process_resident_memory_bytes",
+            "Resident memory.",
+            as_i64(v),
+        )?;
+    }
+    if let Some(v) = p.open_fds {
+        gauge(enc, "process_open_fds", "Open file descriptors.", as_i64(v))?;
+    }
+    if let Some(v) = p.max_fds {
+        gauge(
+            enc,
+            "process_max_fds",
+            "The open file descriptor limit (soft).",
+            as_i64(v),
+        )?;
+    }
+    if let Some(v) = p.cpu_seconds {
+        counter_f64(
+            enc,
+            "process_cpu_seconds",
+            "CPU time used, user and system, seconds.",
+            v,
+        )?;
+    }
+    gauge_f64(
+        enc,
+        "process_start_time_seconds",
+        "When rend started, seconds since the Unix epoch.",
+        m.started_unix,
+    )?;
+    gauge_f64(
+        enc,
+        "rend_uptime_seconds",
+        "Seconds since rend started.",
+        m.started.elapsed().as_secs_f64(),
+    )?;
+    let mut fam = enc.encode_descriptor(
+        "rend_build_info",
+        "Always 1; the version label is what `version` answers.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(1i64).encode(fam.encode_family(&[("version", VERSION)])?)?;
+    Ok(())
 }
 
 /// What /proc tells about this process (Linux; absent elsewhere).
