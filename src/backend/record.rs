@@ -200,16 +200,7 @@ pub fn apply(
     cas: u64,
     max_value: usize,
 ) -> (Response, Effect) {
-    let put = |flags: u32, exptime: i64, value: Bytes| match expiry_of(exptime, now) {
-        Some(expiry) => Effect::Put(Record {
-            flags,
-            expiry,
-            cas,
-            value,
-        }),
-        // Stored and at once expired: as good as gone.
-        None => Effect::Delete,
-    };
+    let stamp = Stamp { now, cas };
     match cmd {
         Command::Store {
             mode,
@@ -229,44 +220,18 @@ pub fn apply(
             };
             let stored = Response::Stored { cas };
             match (mode, old) {
-                (StoreMode::Set, _) | (StoreMode::Add, None) => {
-                    (stored, put(*flags, *exptime, value.clone()))
+                (StoreMode::Set, _) | (StoreMode::Add, None) | (StoreMode::Replace, Some(_)) => {
+                    (stored, stamp.put(*flags, *exptime, value.clone()))
                 }
-                (StoreMode::Replace, Some(_)) => (stored, put(*flags, *exptime, value.clone())),
-                (StoreMode::Add, Some(_)) | (StoreMode::Replace, None) => {
+                (StoreMode::Add, Some(_))
+                | (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
                     (Response::NotStored, Effect::Keep)
                 }
                 (StoreMode::Cas, None) => (Response::NotFound, Effect::Keep),
                 (StoreMode::Cas, Some(o)) if o.cas != *want => (Response::Exists, Effect::Keep),
-                (StoreMode::Cas, Some(_)) => (stored, put(*flags, *exptime, value.clone())),
-                (StoreMode::Append | StoreMode::Prepend, None) => {
-                    (Response::NotStored, Effect::Keep)
-                }
+                (StoreMode::Cas, Some(_)) => (stored, stamp.put(*flags, *exptime, value.clone())),
                 (StoreMode::Append | StoreMode::Prepend, Some(o)) => {
-                    if *want != 0 && *want != o.cas {
-                        return (Response::Exists, Effect::Keep);
-                    }
-                    let total = o.value.len() + value.len();
-                    if total > max_value {
-                        return (Response::NotStored, Effect::Keep);
-                    }
-                    let mut joined = BytesMut::with_capacity(total);
-                    if mode == StoreMode::Append {
-                        joined.put_slice(&o.value);
-                        joined.put_slice(value);
-                    } else {
-                        joined.put_slice(value);
-                        joined.put_slice(&o.value);
-                    }
-                    (
-                        stored,
-                        Effect::Put(Record {
-                            flags: o.flags,
-                            expiry: o.expiry,
-                            cas,
-                            value: joined.freeze(),
-                        }),
-                    )
+                    join(o, value, mode == StoreMode::Append, *want, cas, max_value)
                 }
             }
         }
@@ -275,28 +240,7 @@ pub fn apply(
             delta,
             create,
             ..
-        } => match (old, create) {
-            (None, None) => (Response::NotFound, Effect::Keep),
-            (None, Some((initial, exptime))) => (
-                Response::Numeric {
-                    value: *initial,
-                    cas,
-                },
-                put(0, *exptime, Bytes::from(initial.to_string())),
-            ),
-            (Some(o), _) => match arith_value(&o.value, *incr, *delta) {
-                None => (Response::Error(ErrorReply::NonNumeric), Effect::Keep),
-                Some((value, digits)) => (
-                    Response::Numeric { value, cas },
-                    Effect::Put(Record {
-                        flags: o.flags,
-                        expiry: o.expiry,
-                        cas,
-                        value: Bytes::from(digits),
-                    }),
-                ),
-            },
-        },
+        } => arith(old, *incr, *delta, *create, stamp),
         Command::Delete { cas: want, .. } => match old {
             None => (Response::NotFound, Effect::Keep),
             Some(o) if *want != 0 && *want != o.cas => (Response::Exists, Effect::Keep),
@@ -324,6 +268,103 @@ pub fn apply(
             _ => (Response::Values(Vec::new()), Effect::Keep),
         },
         _ => (Response::Nothing, Effect::Keep),
+    }
+}
+
+/// When a write happens, and the cas of a record it creates.
+#[derive(Clone, Copy)]
+struct Stamp {
+    now: u32,
+    cas: u64,
+}
+
+impl Stamp {
+    /// A new record of `value`: or, when its exptime has already passed, as
+    /// good as gone.
+    fn put(self, flags: u32, exptime: i64, value: Bytes) -> Effect {
+        match expiry_of(exptime, self.now) {
+            Some(expiry) => Effect::Put(Record {
+                flags,
+                expiry,
+                cas: self.cas,
+                value,
+            }),
+            // Stored and at once expired: as good as gone.
+            None => Effect::Delete,
+        }
+    }
+}
+
+/// append (or prepend) `value` to the live record `o`, keeping its flags
+/// and expiry; refused when the client's cas (`want`, 0 for none) is not
+/// the record's or the result would pass `max_value`.
+fn join(
+    o: &Record,
+    value: &[u8],
+    append: bool,
+    want: u64,
+    cas: u64,
+    max_value: usize,
+) -> (Response, Effect) {
+    if want != 0 && want != o.cas {
+        return (Response::Exists, Effect::Keep);
+    }
+    let total = o.value.len() + value.len();
+    if total > max_value {
+        return (Response::NotStored, Effect::Keep);
+    }
+    let mut joined = BytesMut::with_capacity(total);
+    if append {
+        joined.put_slice(&o.value);
+        joined.put_slice(value);
+    } else {
+        joined.put_slice(value);
+        joined.put_slice(&o.value);
+    }
+    (
+        Response::Stored { cas },
+        Effect::Put(Record {
+            flags: o.flags,
+            expiry: o.expiry,
+            cas,
+            value: joined.freeze(),
+        }),
+    )
+}
+
+/// incr/decr of the live record `old`; binary's `create` makes a missing
+/// key with its initial value.
+fn arith(
+    old: Option<&Record>,
+    incr: bool,
+    delta: u64,
+    create: Option<(u64, i64)>,
+    stamp: Stamp,
+) -> (Response, Effect) {
+    match (old, create) {
+        (None, None) => (Response::NotFound, Effect::Keep),
+        (None, Some((initial, exptime))) => (
+            Response::Numeric {
+                value: initial,
+                cas: stamp.cas,
+            },
+            stamp.put(0, exptime, Bytes::from(initial.to_string())),
+        ),
+        (Some(o), _) => match arith_value(&o.value, incr, delta) {
+            None => (Response::Error(ErrorReply::NonNumeric), Effect::Keep),
+            Some((value, digits)) => (
+                Response::Numeric {
+                    value,
+                    cas: stamp.cas,
+                },
+                Effect::Put(Record {
+                    flags: o.flags,
+                    expiry: o.expiry,
+                    cas: stamp.cas,
+                    value: Bytes::from(digits),
+                }),
+            ),
+        },
     }
 }
 
