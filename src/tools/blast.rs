@@ -73,6 +73,19 @@ impl Run {
             None => true,
         }
     }
+
+    /// Whether a worker stops sending at `now`: stopped, past the deadline,
+    /// or (after the warmup) every counted request issued.
+    fn finished(&self, now: Instant) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            return true;
+        }
+        let warming = now < self.measure_from;
+        !warming && !self.counted_budget_left()
+    }
 }
 
 /// Run blast to the end; returns the merged recorder.
@@ -221,28 +234,7 @@ async fn worker(run: Arc<Run>, index: usize) -> Result<Recorder, ToolError> {
             .map(|i| b'a' + (i % 26) as u8)
             .collect::<Vec<u8>>(),
     );
-
-    let mut conns = Vec::new();
-    let mut readers = Vec::new();
-    for server in &c.servers {
-        let (r, w) = connect(&server.addr)
-            .await
-            .map_err(|e| ToolError::Connect(server.to_string(), e))?;
-        let (tx, rx) = mpsc::channel(c.pipeline.max(1) as usize);
-        readers.push(tokio::spawn(read_loop(
-            ReplyReader::new(r, max_value + 64 * 1024),
-            rx,
-            window.clone(),
-            cas_seen.clone(),
-            run.clone(),
-        )));
-        conns.push(Conn {
-            write: w,
-            out: BytesMut::with_capacity(64 * 1024),
-            tx,
-            pending: Vec::new(),
-        });
-    }
+    let (mut conns, readers) = connect_all(&run, &window, &cas_seen, max_value).await?;
 
     // Open loop: this worker's share of the rate, on a fixed schedule.
     let interval = opts
@@ -250,18 +242,9 @@ async fn worker(run: Arc<Run>, index: usize) -> Result<Recorder, ToolError> {
         .map(|r| Duration::from_secs_f64(c.workers as f64 / r.max(1e-9)));
     let mut next_send = run.start;
 
-    'run: loop {
-        if run.stop.load(Ordering::Relaxed) {
-            break;
-        }
+    loop {
         let now = Instant::now();
-        if let Some(d) = run.deadline {
-            if now >= d {
-                break;
-            }
-        }
-        let warming = now < run.measure_from;
-        if !warming && !run.counted_budget_left() {
+        if run.finished(now) {
             break;
         }
         let intended = match interval {
@@ -276,29 +259,9 @@ async fn worker(run: Arc<Run>, index: usize) -> Result<Recorder, ToolError> {
             }
             None => None,
         };
-        // A window slot; when none is free, send what is batched first.
-        let permit = match window.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(tokio::sync::TryAcquireError::Closed) => break,
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                flush_all(&mut conns).await?;
-                match window.clone().acquire_owned().await {
-                    Ok(p) => p,
-                    Err(_) => break 'run,
-                }
-            }
+        let Some(counted) = take_slot(&run, &window, &mut conns).await? else {
+            break;
         };
-        permit.forget();
-        let counted = !Instant::now().lt(&run.measure_from);
-        if counted {
-            let n = run.issued.fetch_add(1, Ordering::Relaxed);
-            if let Some(max) = opts.num_ops {
-                if n >= max {
-                    window.add_permits(1);
-                    break;
-                }
-            }
-        }
         let op = opts.mix.sample(&mut rng);
         let builder = Builder {
             opts,
@@ -331,6 +294,72 @@ async fn worker(run: Arc<Run>, index: usize) -> Result<Recorder, ToolError> {
         }
     }
     Ok(rec)
+}
+
+/// One connection to each server, each with its reply reader's task.
+async fn connect_all(
+    run: &Arc<Run>,
+    window: &Arc<Semaphore>,
+    cas_seen: &Arc<Mutex<HashMap<Bytes, u64>>>,
+    max_value: usize,
+) -> Result<(Vec<Conn>, Vec<tokio::task::JoinHandle<Recorder>>), ToolError> {
+    let c = &run.opts.common;
+    let mut conns = Vec::new();
+    let mut readers = Vec::new();
+    for server in &c.servers {
+        let (r, w) = connect(&server.addr)
+            .await
+            .map_err(|e| ToolError::Connect(server.to_string(), e))?;
+        let (tx, rx) = mpsc::channel(c.pipeline.max(1) as usize);
+        readers.push(tokio::spawn(read_loop(
+            ReplyReader::new(r, max_value + 64 * 1024),
+            rx,
+            window.clone(),
+            cas_seen.clone(),
+            run.clone(),
+        )));
+        conns.push(Conn {
+            write: w,
+            out: BytesMut::with_capacity(64 * 1024),
+            tx,
+            pending: Vec::new(),
+        });
+    }
+    Ok((conns, readers))
+}
+
+/// A window slot for the next request; when none is free, what is batched
+/// is sent first. `Some(counted)`: whether the request counts (it is past
+/// the warmup); `None`: the run is over (the window closed, or the last
+/// counted request was issued).
+async fn take_slot(
+    run: &Run,
+    window: &Arc<Semaphore>,
+    conns: &mut [Conn],
+) -> Result<Option<bool>, ToolError> {
+    let permit = match window.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(tokio::sync::TryAcquireError::Closed) => return Ok(None),
+        Err(tokio::sync::TryAcquireError::NoPermits) => {
+            flush_all(conns).await?;
+            match window.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => return Ok(None),
+            }
+        }
+    };
+    permit.forget();
+    let counted = !Instant::now().lt(&run.measure_from);
+    if counted {
+        let n = run.issued.fetch_add(1, Ordering::Relaxed);
+        if let Some(max) = run.opts.num_ops {
+            if n >= max {
+                window.add_permits(1);
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(counted))
 }
 
 async fn flush_all(conns: &mut [Conn]) -> Result<(), ToolError> {
@@ -366,6 +395,50 @@ struct Builder<'a> {
     cas_seen: &'a Mutex<HashMap<Bytes, u64>>,
     continuum: &'a Continuum,
     protocol: super::client::Protocol,
+}
+
+impl Builder<'_> {
+    /// A multi-get's keys: binary gets carry one key; text multi-gets go to
+    /// the first key's server, with the other keys drawn from that server.
+    fn multiget_keys(
+        &self,
+        first: Bytes,
+        server: usize,
+        keys: &mut KeyGen,
+        rng: &mut impl Rng,
+    ) -> Vec<Bytes> {
+        let mut batch = vec![first];
+        if self.protocol == super::client::Protocol::Text {
+            let multiget = self.opts.multiget;
+            let mut tries = 0;
+            while batch.len() < multiget && tries < multiget * 16 {
+                tries += 1;
+                let k = keys.next_key(rng);
+                if self.continuum.server_for(&k) == server {
+                    batch.push(k);
+                }
+            }
+        }
+        batch
+    }
+
+    /// An incr or decr of `key`'s counter, and the server it goes to.
+    /// Counters live in their own key space so sets of text values do not
+    /// make every incr fail.
+    fn counter(&self, key: Bytes, incr: bool) -> (usize, Request) {
+        let mut counter = key.to_vec();
+        counter[0] = b'#';
+        let counter = Bytes::from(counter);
+        let server = self.continuum.server_for(&counter);
+        let cmd = Command::Arith {
+            key: counter,
+            incr,
+            delta: 1,
+            create: (self.protocol == super::client::Protocol::Binary).then_some((0, 0)),
+        };
+        let frame = frame_for(self.protocol, &cmd, false);
+        (server, Request { cmd, frame })
+    }
 }
 
 /// The request for one sampled operation, and the server it goes to.
@@ -429,41 +502,11 @@ fn build(builder: Builder<'_>, op: Op, keys: &mut KeyGen, rng: &mut impl Rng) ->
             keys: vec![key],
             touch: Some(opts.exptime),
         },
-        Op::MultiGet => {
-            // Binary gets carry one key; text multi-gets go to the first
-            // key's server, with the other keys drawn from that server.
-            let mut batch = vec![key];
-            if protocol == super::client::Protocol::Text {
-                let mut tries = 0;
-                while batch.len() < opts.multiget && tries < opts.multiget * 16 {
-                    tries += 1;
-                    let k = keys.next_key(rng);
-                    if continuum.server_for(&k) == server {
-                        batch.push(k);
-                    }
-                }
-            }
-            Command::Get {
-                keys: batch,
-                touch: None,
-            }
-        }
-        Op::Incr | Op::Decr => {
-            // Counters live in their own key space so sets of text values
-            // do not make every incr fail.
-            let mut counter = key.to_vec();
-            counter[0] = b'#';
-            let counter = Bytes::from(counter);
-            let server = continuum.server_for(&counter);
-            let cmd = Command::Arith {
-                key: counter,
-                incr: op == Op::Incr,
-                delta: 1,
-                create: (protocol == super::client::Protocol::Binary).then_some((0, 0)),
-            };
-            let frame = frame_for(protocol, &cmd, false);
-            return (server, Request { cmd, frame });
-        }
+        Op::MultiGet => Command::Get {
+            keys: builder.multiget_keys(key, server, keys, rng),
+            touch: None,
+        },
+        Op::Incr | Op::Decr => return builder.counter(key, op == Op::Incr),
         Op::Delete => Command::Delete { key, cas: 0 },
         Op::Touch => Command::Touch {
             key,
