@@ -137,42 +137,7 @@ async fn answer(mut stream: TcpStream, exporter: Arc<Exporter>) -> std::io::Resu
     });
     match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
-            // Reading /proc and RocksDB's properties is blocking work.
-            let encoded = tokio::task::spawn_blocking(move || {
-                if openmetrics {
-                    exporter.encode_openmetrics()
-                } else {
-                    exporter.encode()
-                }
-            })
-            .await;
-            match encoded {
-                Ok(Ok(text)) => {
-                    let kind = if openmetrics {
-                        OPENMETRICS_CONTENT_TYPE
-                    } else {
-                        PROMETHEUS_CONTENT_TYPE
-                    };
-                    reply(
-                        &mut stream,
-                        "200 OK",
-                        kind,
-                        text.as_bytes(),
-                        method == "GET",
-                    )
-                    .await
-                }
-                _ => {
-                    reply(
-                        &mut stream,
-                        "500 Internal Server Error",
-                        "text/plain",
-                        b"cannot encode metrics\n",
-                        true,
-                    )
-                    .await
-                }
-            }
+            scrape(&mut stream, exporter, openmetrics, method == "GET").await
         }
         _ => {
             reply(
@@ -181,6 +146,45 @@ async fn answer(mut stream: TcpStream, exporter: Arc<Exporter>) -> std::io::Resu
                 "text/plain",
                 b"not found: try /metrics\n",
                 method != "HEAD",
+            )
+            .await
+        }
+    }
+}
+
+/// Answer a scrape: the metrics in the format asked for (`openmetrics`),
+/// the body only for a GET.
+async fn scrape(
+    stream: &mut TcpStream,
+    exporter: Arc<Exporter>,
+    openmetrics: bool,
+    with_body: bool,
+) -> std::io::Result<()> {
+    // Reading /proc and RocksDB's properties is blocking work.
+    let encoded = tokio::task::spawn_blocking(move || {
+        if openmetrics {
+            exporter.encode_openmetrics()
+        } else {
+            exporter.encode()
+        }
+    })
+    .await;
+    match encoded {
+        Ok(Ok(text)) => {
+            let kind = if openmetrics {
+                OPENMETRICS_CONTENT_TYPE
+            } else {
+                PROMETHEUS_CONTENT_TYPE
+            };
+            reply(stream, "200 OK", kind, text.as_bytes(), with_body).await
+        }
+        _ => {
+            reply(
+                stream,
+                "500 Internal Server Error",
+                "text/plain",
+                b"cannot encode metrics\n",
+                true,
             )
             .await
         }

@@ -185,15 +185,7 @@ async fn setget_worker(
         common.key_length as usize,
     )
     .map_err(ToolError::Usage)?;
-    let mut conns = Vec::new();
-    let max_body = common.value_size.max() + 64 * 1024;
-    for s in &common.servers {
-        conns.push(
-            Connection::open(&s.addr, max_body)
-                .await
-                .map_err(|e| ToolError::Connect(s.to_string(), e))?,
-        );
-    }
+    let mut conns = open_all(common).await?;
     let mut rec = Recorder::new(start);
     let mut found = Findings::default();
     let mine: Vec<u64> = (worker..setget_pairs(common))
@@ -207,18 +199,7 @@ async fn setget_worker(
             for &i in batch {
                 let key = keys.key(i);
                 let server = continuum.server_for(&key);
-                let req = if phase_set {
-                    let len = len_for(common.seed, &key, &common.value_size);
-                    set_request(
-                        protocol,
-                        key.clone(),
-                        flags_for(common.seed, &key),
-                        value_for(common.seed, &key, len),
-                    )
-                } else {
-                    get_request(protocol, key.clone())
-                };
-                conns[server].queue(req);
+                conns[server].queue(setget_request(common, protocol, &key, phase_set));
                 order.push((server, key));
             }
             let sent = Instant::now();
@@ -233,14 +214,7 @@ async fn setget_worker(
                     reply.map_err(|e| ToolError::Io(format!("{}: {e}", common.servers[server])))?;
                 let latency = sent.elapsed();
                 let outcome = if phase_set {
-                    match reply {
-                        Response::Stored { .. } => Outcome::Stored,
-                        other => {
-                            found.errors += 1;
-                            found.note(format!("set failed: {}: {other:?}", show_key(&key)));
-                            Outcome::Error
-                        }
-                    }
+                    check_stored(&key, reply, &mut found)
                 } else {
                     let want = len_for(common.seed, &key, &common.value_size);
                     check(common.seed, &key, Some(want), &reply, &mut found)
@@ -256,6 +230,48 @@ async fn setget_worker(
         }
     }
     Ok((found, rec))
+}
+
+/// One connection to each server.
+async fn open_all(common: &Common) -> Result<Vec<Connection>, ToolError> {
+    let mut conns = Vec::new();
+    let max_body = common.value_size.max() + 64 * 1024;
+    for s in &common.servers {
+        conns.push(
+            Connection::open(&s.addr, max_body)
+                .await
+                .map_err(|e| ToolError::Connect(s.to_string(), e))?,
+        );
+    }
+    Ok(conns)
+}
+
+/// `key`'s request in the set phase (its self-verifying value) or the get
+/// phase.
+fn setget_request(common: &Common, protocol: Protocol, key: &Bytes, phase_set: bool) -> Request {
+    if phase_set {
+        let len = len_for(common.seed, key, &common.value_size);
+        set_request(
+            protocol,
+            key.clone(),
+            flags_for(common.seed, key),
+            value_for(common.seed, key, len),
+        )
+    } else {
+        get_request(protocol, key.clone())
+    }
+}
+
+/// Check one set reply.
+fn check_stored(key: &[u8], reply: Response, found: &mut Findings) -> Outcome {
+    match reply {
+        Response::Stored { .. } => Outcome::Stored,
+        other => {
+            found.errors += 1;
+            found.note(format!("set failed: {}: {other:?}", show_key(key)));
+            Outcome::Error
+        }
+    }
 }
 
 /// `sizes` options.
