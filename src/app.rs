@@ -15,7 +15,7 @@ use crate::backend::Backend;
 use crate::config::{BatchListen, Config, OrcaKind};
 use crate::locks::KeyLocks;
 use crate::metrics::{Counters, Exporter, Metrics, MetricsListen};
-use crate::orca::two_tier::{L1Trust, Shared, L1_HEADER};
+use crate::orca::two_tier::{L1Trust, Shared, SharedSettings, L1_HEADER};
 use crate::orca::{l1_l2, l1_l2_batch, Admin, L1Only, Orca, OrcaFactory};
 use crate::protocol::Limits;
 use crate::server::{self, ConnSettings, ListenAddr, Listener, ServerSettings, Workers};
@@ -389,15 +389,12 @@ fn two_tier_factories<B1: Backend + Clone, B2: Backend + Clone>(
     config: &Config,
     counters: &Arc<Counters>,
 ) -> (OrcaFactory, Option<OrcaFactory>, Option<Arc<L1Trust>>) {
-    let shared = Shared::new(
-        l1,
-        l2,
-        KeyLocks::new(config.lock_stripes as usize),
-        config.locked(),
-        admin,
-        counters.clone(),
-        config.l1_timeout(),
-    );
+    let settings = SharedSettings {
+        locks: KeyLocks::new(config.lock_stripes as usize),
+        read_locks: config.locked(),
+        l1_timeout: config.l1_timeout(),
+    };
+    let shared = Shared::new(l1, l2, admin, counters.clone(), settings);
     let batch = shared.clone();
     let trust = shared.trust.clone();
     (

@@ -228,16 +228,40 @@ fn absolutize(mut cmd: Command, now: u32) -> Command {
     cmd
 }
 
+/// How [`Shared`] locks and how long it waits for L1: one setting for
+/// both listeners.
+pub struct SharedSettings {
+    /// Key locks: writes and back-fills always take them.
+    pub locks: Arc<KeyLocks>,
+    /// `--locked`: L1 hits take the shared lock too.
+    pub read_locks: bool,
+    /// `--l1-timeout-ms`.
+    pub l1_timeout: Duration,
+}
+
+/// An L2 record as L1 gets it: the key, the client's flags, the absolute
+/// expiry, L2's cas and the value (see [`wrap`]).
+struct L1Copy<'a> {
+    key: &'a Bytes,
+    flags: u32,
+    exptime: i64,
+    cas: u64,
+    data: &'a Bytes,
+}
+
 impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
     pub fn new(
         l1: B1,
         l2: B2,
-        locks: Arc<KeyLocks>,
-        read_locks: bool,
         admin: Admin,
         counters: Arc<Counters>,
-        l1_timeout: Duration,
+        settings: SharedSettings,
     ) -> Arc<Self> {
+        let SharedSettings {
+            locks,
+            read_locks,
+            l1_timeout,
+        } = settings;
         let shared = Arc::new(Shared {
             l1,
             l2,
@@ -499,8 +523,14 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             Err(e) => return backend_failure(&e),
         };
         for v in &values {
-            self.l1_put(policy, &v.key, v.flags, exptime, v.cas, &v.data)
-                .await;
+            let copy = L1Copy {
+                key: &v.key,
+                flags: v.flags,
+                exptime,
+                cas: v.cas,
+                data: &v.data,
+            };
+            self.l1_put(policy, copy).await;
         }
         Response::Values(values)
     }
@@ -535,8 +565,14 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
                 },
                 Response::Stored { cas },
             ) => {
-                self.l1_put(policy, &key, *flags, *exptime, *cas, value)
-                    .await
+                let copy = L1Copy {
+                    key: &key,
+                    flags: *flags,
+                    exptime: *exptime,
+                    cas: *cas,
+                    data: value,
+                };
+                self.l1_put(policy, copy).await
             }
             (Command::Delete { .. }, Response::Deleted | Response::NotFound) => {
                 self.l1_delete(&key).await
@@ -556,36 +592,30 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
     async fn l1_refresh(&self, policy: Policy, key: &Bytes) {
         match self.l2.call(&Command::GetE { key: key.clone() }).await {
             Ok(Response::ValueE { value, expiry }) => {
-                self.l1_put(
-                    policy,
+                let copy = L1Copy {
                     key,
-                    value.flags,
-                    i64::from(expiry),
-                    value.cas,
-                    &value.data,
-                )
-                .await
+                    flags: value.flags,
+                    exptime: i64::from(expiry),
+                    cas: value.cas,
+                    data: &value.data,
+                };
+                self.l1_put(policy, copy).await
             }
             _ => self.l1_delete(key).await,
         }
     }
 
-    async fn l1_put(
-        &self,
-        policy: Policy,
-        key: &Bytes,
-        flags: u32,
-        exptime: i64,
-        cas: u64,
-        data: &Bytes,
-    ) {
+    /// Put `copy` in L1 with the policy's verb; a failure makes the key
+    /// suspect.
+    async fn l1_put(&self, policy: Policy, copy: L1Copy<'_>) {
+        let key = copy.key;
         let cmd = Command::Store {
             mode: policy.l1_write,
             key: key.clone(),
-            flags,
-            exptime,
+            flags: copy.flags,
+            exptime: copy.exptime,
             cas: 0,
-            value: wrap(cas, data),
+            value: wrap(copy.cas, copy.data),
         };
         let settled = self.settled(key);
         match self.l1.call(&cmd).await {

@@ -121,14 +121,17 @@ impl Rig {
         let l1 = Fake::new(Tier::L1, log.clone());
         let l2 = Fake::new(Tier::L2, log.clone());
         let admin = Fake::new(Tier::L1, log.clone());
+        let settings = SharedSettings {
+            locks: KeyLocks::new(64),
+            read_locks,
+            l1_timeout: Duration::from_secs(1),
+        };
         let shared = Shared::new(
             l1.clone(),
             l2.clone(),
-            KeyLocks::new(64),
-            read_locks,
             Arc::new(admin.clone()),
             Arc::new(Counters::default()),
-            Duration::from_secs(1),
+            settings,
         );
         Rig {
             l1,
