@@ -13,16 +13,17 @@
 //!   L1 item is [`L1_TAG`], the L2 cas (u64, big-endian), then the value, with
 //!   the client's flags. An L1 item without the tag is ignored (a miss).
 //! - A key whose L1 write, delete or touch failed or timed out is *suspect*
-//!   ([`L1Trust`]): reads ignore its L1 copy until an L1 write or delete of
-//!   it succeeds. The L1 client routes every key to one connection, so a
-//!   timed-out write still queued in memcached lands before the later one
-//!   that clears the suspicion; when that connection stalled and was
-//!   replaced, the old socket may still deliver it, so only a write issued
-//!   once the old socket has settled clears ([`Backend::unsettled`]).
+//!   ([`L1Trust`], in `two_tier/trust.rs`): reads ignore its L1 copy until
+//!   an L1 write or delete of it succeeds. The L1 client routes every key
+//!   to one connection, so a timed-out write still queued in memcached lands
+//!   before the later one that clears the suspicion; when that connection
+//!   stalled and was replaced, the old socket may still deliver it, so only
+//!   a write issued once the old socket has settled clears
+//!   ([`Backend::unsettled`]).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -36,13 +37,14 @@ use crate::protocol::expiry;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response, StoreMode, Value};
 use crate::ratelimit::RateLimit;
 
+mod trust;
+
+pub use trust::L1Trust;
+
 /// First byte of every L1 item a two-tier policy writes.
 pub const L1_TAG: u8 = 0xA5;
 /// Bytes the two-tier policies add to each L1 item.
 pub const L1_HEADER: usize = 9;
-
-/// Suspect keys past this many: distrust all of L1 until it is flushed.
-const MAX_SUSPECTS: usize = 100_000;
 
 /// How a policy writes L1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,96 +86,6 @@ pub fn unwrap(data: &Bytes) -> Option<(u64, Bytes)> {
     let mut cas = [0u8; 8];
     cas.copy_from_slice(&data[1..L1_HEADER]);
     Some((u64::from_be_bytes(cas), data.slice(L1_HEADER..)))
-}
-
-#[derive(Default)]
-struct TrustState {
-    keys: HashSet<Bytes>,
-    /// Too many suspects, or a failed flush: all of L1 is suspect.
-    all: bool,
-    /// Bumped by every new suspicion, so a recovery flush knows whether it
-    /// covered them all.
-    generation: u64,
-}
-
-/// Which L1 copies may be stale.
-#[derive(Default)]
-pub struct L1Trust {
-    state: Mutex<TrustState>,
-    /// Fast path: nothing is suspect.
-    any: AtomicBool,
-}
-
-impl L1Trust {
-    fn with<T>(&self, f: impl FnOnce(&mut TrustState) -> T) -> T {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let out = f(&mut st);
-        self.any
-            .store(st.all || !st.keys.is_empty(), Ordering::Release);
-        out
-    }
-
-    pub fn is_suspect(&self, key: &[u8]) -> bool {
-        self.any.load(Ordering::Acquire) && self.with(|st| st.all || st.keys.contains(key))
-    }
-
-    /// Whether no L1 copy is suspect.
-    pub fn is_clear(&self) -> bool {
-        !self.any.load(Ordering::Acquire)
-    }
-
-    pub fn all_suspect(&self) -> bool {
-        self.any.load(Ordering::Acquire) && self.with(|st| st.all)
-    }
-
-    /// Mark `key` suspect. The set keeps its own copy of the key: a slice
-    /// of a client's read buffer would keep the whole buffer alive.
-    pub fn suspect(&self, key: &[u8]) {
-        self.with(|st| {
-            st.generation += 1;
-            if st.all {
-                return;
-            }
-            if st.keys.len() >= MAX_SUSPECTS {
-                st.all = true;
-                st.keys.clear();
-            } else if !st.keys.contains(key) {
-                st.keys.insert(Bytes::copy_from_slice(key));
-            }
-        });
-    }
-
-    pub fn suspect_all(&self) {
-        self.with(|st| {
-            st.generation += 1;
-            st.all = true;
-            st.keys.clear();
-        });
-    }
-
-    pub fn clear(&self, key: &[u8]) {
-        if self.any.load(Ordering::Acquire) {
-            self.with(|st| st.keys.remove(key));
-        }
-    }
-
-    fn generation(&self) -> u64 {
-        self.with(|st| st.generation)
-    }
-
-    /// L1 was flushed; if nothing became suspect since `generation` was
-    /// read, every suspicion is settled.
-    fn flushed(&self, generation: u64) -> bool {
-        self.with(|st| {
-            if st.generation == generation {
-                st.keys.clear();
-                st.all = false;
-                true
-            } else {
-                false
-            }
-        })
-    }
 }
 
 /// State shared by every connection of both listeners.

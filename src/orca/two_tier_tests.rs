@@ -7,11 +7,13 @@
 //! that expect one poll for it ([`wait_until`]); tests that expect none give
 //! spawned work time to run ([`settle`]) before checking the log.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use super::trust::MAX_SUSPECTS;
 use super::*;
 use crate::backend::{BackendError, BackendFuture, Tier};
 use crate::metrics::Counts;
