@@ -13,7 +13,9 @@
 //!   [`protocol::text`] and [`protocol::binary`] as memcached 1.6.18 parses
 //!   and answers them, [`protocol::number`] (memcached's number parsing),
 //!   [`protocol::expiry`] (memcached's rules for time) and
-//!   [`protocol::out`] (where encoders write).
+//!   [`protocol::out`] (where encoders write). [`protocol::binary::Opcode`]
+//!   and [`protocol::binary::RequestPacket`] are the binary opcode model,
+//!   the one map from a request to its packet for the L1 and tools' clients.
 //! - [`orca`] is the policy that decides which tiers answer:
 //!   [`orca::l1_only`], [`orca::l1_l2`] and [`orca::l1_l2_batch`], the last
 //!   two sharing [`orca::two_tier`].
