@@ -533,24 +533,29 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
         // A text reply has no binary form; only text requests get one.
         Response::Raw(_) => fail(out, status::UNKNOWN_COMMAND),
         Response::Error(e) => {
-            let (code, text): (u16, &[u8]) = match e {
-                ErrorReply::UnknownCommand => (status::UNKNOWN_COMMAND, b""),
-                ErrorReply::Client(_) | ErrorReply::BadDataChunk => (status::EINVAL, b""),
-                ErrorReply::TooLarge => (status::E2BIG, b""),
-                ErrorReply::NonNumeric => (status::DELTA_BADVAL, b""),
-                ErrorReply::OutOfMemory => (status::ENOMEM, b""),
-                ErrorReply::Server(m) => (status::ETMPFAIL, m),
-                ErrorReply::Status(code, m) => (*code, m),
-            };
-            let text = if text.is_empty() {
-                status_message(code)
-            } else {
-                text
-            };
+            let (code, text) = error_status(e);
             head(code, 0).write(out, &[], &[], text.len());
             out.emit(text);
         }
         Response::Nothing => {}
+    }
+}
+
+/// The status and message an error reply is sent with.
+fn error_status(e: &ErrorReply) -> (u16, &[u8]) {
+    let (code, text): (u16, &[u8]) = match e {
+        ErrorReply::UnknownCommand => (status::UNKNOWN_COMMAND, b""),
+        ErrorReply::Client(_) | ErrorReply::BadDataChunk => (status::EINVAL, b""),
+        ErrorReply::TooLarge => (status::E2BIG, b""),
+        ErrorReply::NonNumeric => (status::DELTA_BADVAL, b""),
+        ErrorReply::OutOfMemory => (status::ENOMEM, b""),
+        ErrorReply::Server(m) => (status::ETMPFAIL, m),
+        ErrorReply::Status(code, m) => (*code, m),
+    };
+    if text.is_empty() {
+        (code, status_message(code))
+    } else {
+        (code, text)
     }
 }
 
