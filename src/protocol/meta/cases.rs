@@ -382,11 +382,11 @@ const CASES: &[Case] = &[
         note: "memcached wraps it to -2147483648",
     },
     Case {
-        line: b"mg k N-2147483649\r\n",
+        line: b"mg vivified N-2147483649\r\n",
         reply: "CLIENT_ERROR bad token in command line format",
         memcached: None,
         next: After::Continue,
-        note: "",
+        note: "memcached vivifies the key",
     },
     Case {
         line: b"mg k R4294967396\r\n",
@@ -704,11 +704,11 @@ const CASES: &[Case] = &[
         note: "",
     },
     Case {
-        line: b"ma k Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n",
+        line: b"ma nokey Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n",
         reply: "CLIENT_ERROR opaque token too long",
         memcached: Some(After::Continue),
         next: After::Continue,
-        note: "on a missing key (ma checks it after the arithmetic)",
+        note: "ma checks the opaque after the arithmetic: on a non-numeric value memcached names that error instead",
     },
     Case {
         line: b"ms k 2 Oxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n",
