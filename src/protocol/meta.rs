@@ -272,7 +272,7 @@ impl MetaRequest {
     /// `q`), after which the next byte starts a new command.
     pub fn attach_value(&mut self, mut block: Bytes) -> Result<(), MetaError> {
         let len = self.datalen.unwrap_or(0);
-        if block.len() != len + 2 || !block.ends_with(b"\r\n") {
+        if block.len().checked_sub(2) != Some(len) || !block.ends_with(b"\r\n") {
             return Err(MetaError {
                 reply: replies::BAD_DATA_CHUNK,
                 next: After::Continue,
@@ -877,7 +877,9 @@ impl MetaReply {
                 return bad("meta value too large");
             }
             let data = nl + 2;
-            let end = data + len + 2;
+            let Some(end) = (data + 2).checked_add(len) else {
+                return bad("meta value too large");
+            };
             if buf.len() < end {
                 return Ok(None);
             }

@@ -400,6 +400,11 @@ fn set_value_attach_and_encode() {
     req.value = Some(Bytes::from_static(b"hello"));
     assert_eq!(encoded(&req), b"ms Zm9v 5 T30 F5 b\r\nhello\r\n");
 
+    // A hand-built request with an impossible length is refused, not a panic.
+    let mut odd = ok(b"ms k 0\r\n");
+    odd.datalen = Some(usize::MAX);
+    assert!(odd.attach_value(Bytes::from_static(b"\r\n")).is_err());
+
     let mut empty = ok(b"ms k 0\r\n");
     empty.attach_value(Bytes::from_static(b"\r\n")).unwrap();
     assert_eq!(encoded(&empty), b"ms k 0\r\n\r\n");
@@ -606,6 +611,10 @@ fn reply_decoding_is_bounded() {
     assert!(MetaReply::decode(&mut buf, 100).is_err());
     let mut buf = BytesMut::from(&b"VA 100\r\n"[..]);
     assert_eq!(MetaReply::decode(&mut buf, 100), Ok(None));
+    // No limit at all: a length no buffer can hold is still an error.
+    let max = format!("VA {}\r\n", usize::MAX);
+    let mut buf = BytesMut::from(max.as_bytes());
+    assert!(MetaReply::decode(&mut buf, usize::MAX).is_err());
 }
 
 #[test]
