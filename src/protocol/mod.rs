@@ -1,6 +1,7 @@
 //! Wire formats: one protocol-neutral request/response model and its two
 //! encodings, memcached's text protocol ([`text`]) and binary protocol
-//! ([`binary`]).
+//! ([`binary`]); and the codec of memcached's meta commands ([`meta`]), not
+//! wired into the text decoder yet.
 //!
 //! Nothing here touches a socket. Decoders are incremental: `Ok(Some(_))`
 //! consumed one frame, `Ok(None)` needs more bytes, and `Err(_)` is a framing
@@ -11,6 +12,7 @@
 
 pub mod binary;
 pub mod expiry;
+pub mod meta;
 pub mod number;
 pub mod out;
 pub mod text;
