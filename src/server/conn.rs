@@ -19,8 +19,10 @@
 //! While a connection waits for its client it holds no buffer: one is taken
 //! from a small per-thread pool when bytes arrive and given back when
 //! everything read has been answered.
+//!
+//! The pieces of a multi-get are in `conn/multiget.rs`, the per-thread pool
+//! in `conn/pool.rs`.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,17 +37,19 @@ use crate::net::Stream;
 use crate::orca::{Orca, Reply};
 use crate::protocol::out::{OutBuf, Sink};
 use crate::protocol::{
-    encode_response, text, Command, Decoder, Frame, FrameError, Limits, Request, Response,
+    encode_response, Command, Decoder, Frame, FrameError, Limits, Request, Response,
 };
+
+mod multiget;
+mod pool;
+
+use multiget::{has_repeats, Piece, Split, Tally};
+use pool::{give_buf, give_flight, take_buf, take_flight};
 
 /// Most keys one piece of a multi-get asks for.
 pub const PIECE_KEYS: usize = 32;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
-/// Buffers larger than this are not kept in the per-thread pool.
-const POOL_KEEP: usize = 64 * 1024;
-/// Buffers kept in each thread's pool.
-const POOL_SIZE: usize = 256;
 /// At shutdown, how long to wait for bytes a client has already sent.
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// A new connection's reply-size estimate, as a fraction of its byte cap:
@@ -74,64 +78,6 @@ pub enum Closed {
     Io(std::io::Error),
 }
 
-thread_local! {
-    /// Read and write buffers of this worker's connections that wait for
-    /// their clients.
-    static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-    /// Empty request queues, likewise: a slot is a few hundred bytes, so an
-    /// idle connection keeps none, and a busy one does not regrow its queue
-    /// on every burst.
-    static FLIGHTS: RefCell<Vec<VecDeque<Slot>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Queues of more slots than this are freed rather than pooled.
-const FLIGHT_KEEP: usize = 64;
-
-fn take_flight() -> VecDeque<Slot> {
-    FLIGHTS
-        .with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| VecDeque::with_capacity(16))
-}
-
-fn give_flight(flight: VecDeque<Slot>) {
-    if flight.capacity() == 0 || flight.capacity() > FLIGHT_KEEP || !flight.is_empty() {
-        return;
-    }
-    FLIGHTS.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < POOL_SIZE {
-            p.push(flight);
-        }
-    });
-}
-
-fn take_buf() -> BytesMut {
-    POOL.with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
-}
-
-fn give_buf(buf: BytesMut) {
-    if buf.capacity() < READ_CHUNK / 2 || buf.capacity() > POOL_KEEP {
-        return;
-    }
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < POOL_SIZE {
-            p.push(buf);
-        }
-    });
-}
-
-/// A piece of a text multi-get.
-struct Piece {
-    /// Which multi-get of this connection.
-    get: u64,
-    /// The keys as the client named them, when some were named twice (the
-    /// request asks for each once).
-    names: Option<Vec<Bytes>>,
-    last: bool,
-}
-
 /// A request started and not yet answered.
 struct Slot {
     req: Request,
@@ -142,27 +88,6 @@ struct Slot {
     /// Value bytes it holds.
     cost: usize,
     piece: Option<Piece>,
-    arrived: std::time::Instant,
-}
-
-/// A multi-get whose later pieces are still to be started.
-struct Split {
-    get: u64,
-    keys: VecDeque<Bytes>,
-    touch: Option<i64>,
-    frame: Frame,
-    /// A long get line whose further keys the decoder has still to read.
-    open: bool,
-    /// The line ended in an error reply instead of `END`.
-    failed: bool,
-}
-
-/// Figures of a multi-get answered in pieces, counted once at its end.
-struct Tally {
-    get: u64,
-    touch: bool,
-    keys: usize,
-    hits: usize,
     arrived: std::time::Instant,
 }
 
@@ -225,60 +150,18 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Closed {
     let mut stream = stream;
-    let mut s = Session {
-        by_keys: orca.orders_by_keys(),
-        orca,
-        counters,
-        figures,
-        settings,
-        decoder: None,
-        inbuf: BytesMut::new(),
-        out: OutBuf::default(),
-        flight: VecDeque::new(),
-        alone: 0,
-        lookups: 0,
-        held: 0,
-        estimate: (settings.max_bytes / FIRST_ESTIMATE_DIVISOR).max(64),
-        parked: None,
-        split: None,
-        tallies: VecDeque::new(),
-        next_get: 0,
-        failed_get: None,
-        need_input: true,
-        closing: None,
-        arrived: std::time::Instant::now(),
-        last_progress: Instant::now(),
-    };
+    let mut s = Session::new(orca, counters, figures, settings);
     let mut draining = *shutdown.borrow();
     loop {
-        // Start what the caps allow and write what is ready, until writing
-        // frees no room for anything waiting to start.
-        loop {
-            s.start_more();
-            s.finish_ready();
-            let before = s.out.len();
-            if before > 0 {
-                if let Err(e) = stream.try_write_out(&mut s.out) {
-                    return Closed::Io(e);
-                }
-            }
-            let waiting = s.parked.is_some() || s.split.is_some();
-            if !(waiting && s.out.len() < before) {
-                break;
-            }
+        if let Err(e) = s.start_and_write(&stream) {
+            return Closed::Io(e);
         }
         let quiet = s.flight.is_empty() && s.out.is_empty();
         if quiet && s.parked.is_none() && s.split.is_none() {
             if let Some(closing) = s.closing.take() {
                 return s.close(&mut stream, closing).await;
             }
-            if s.inbuf.is_empty() {
-                // Nothing read is left unanswered: the buffers go back to
-                // the pool while the client is quiet.
-                give_buf(std::mem::take(&mut s.inbuf));
-                s.out.release(0);
-                give_flight(std::mem::take(&mut s.flight));
-            }
+            s.release_buffers();
         }
         let want_read = s.closing.is_none() && s.need_input && s.admits_any();
         let idle_at = match s.settings.idle_timeout {
@@ -317,7 +200,66 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    fn new(
+        orca: Box<dyn Orca>,
+        counters: &'a Counters,
+        figures: &'a ListenerMetrics,
+        settings: &'a ConnSettings,
+    ) -> Session<'a> {
+        Session {
+            by_keys: orca.orders_by_keys(),
+            orca,
+            counters,
+            figures,
+            settings,
+            decoder: None,
+            inbuf: BytesMut::new(),
+            out: OutBuf::default(),
+            flight: VecDeque::new(),
+            alone: 0,
+            lookups: 0,
+            held: 0,
+            estimate: (settings.max_bytes / FIRST_ESTIMATE_DIVISOR).max(64),
+            parked: None,
+            split: None,
+            tallies: VecDeque::new(),
+            next_get: 0,
+            failed_get: None,
+            need_input: true,
+            closing: None,
+            arrived: std::time::Instant::now(),
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// Start what the caps allow and write what is ready, until writing
+    /// frees no room for anything waiting to start.
+    fn start_and_write(&mut self, stream: &Stream) -> std::io::Result<()> {
+        loop {
+            self.start_more();
+            self.finish_ready();
+            let before = self.out.len();
+            if before > 0 {
+                stream.try_write_out(&mut self.out)?;
+            }
+            let waiting = self.parked.is_some() || self.split.is_some();
+            if !(waiting && self.out.len() < before) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// With nothing in flight, when nothing read is left unanswered, the
+    /// buffers go back to the pool while the client is quiet.
+    fn release_buffers(&mut self) {
+        if self.inbuf.is_empty() {
+            give_buf(std::mem::take(&mut self.inbuf));
+            self.out.release(0);
+            give_flight(std::mem::take(&mut self.flight));
+        }
+    }
+
     /// Read what the client sent.
     fn read(&mut self, stream: &Stream) -> std::io::Result<()> {
         if self.inbuf.capacity() == 0 {
@@ -377,28 +319,8 @@ impl Session<'_> {
     /// Start every request the caps and the key order allow.
     fn start_more(&mut self) {
         loop {
-            if let Some(split) = &self.split {
-                if split.open && split.keys.len() < self.piece_keys() {
-                    // A long get line: read on for a full piece.
-                    let decoding = matches!(self.closing, None | Some(Closing::Eof));
-                    if decoding && !self.need_input {
-                        if let Some(req) = self.decode() {
-                            self.extend_split(req);
-                            continue;
-                        }
-                    }
-                    if self.closing.is_some() {
-                        // The line will not be finished: what was read of
-                        // it is answered, without END.
-                        if let Some(split) = &mut self.split {
-                            split.open = false;
-                            split.failed = true;
-                        }
-                    } else if self.split.as_ref().is_some_and(|s| s.keys.is_empty()) {
-                        return;
-                    }
-                }
-                if !self.start_piece() {
+            if self.split.is_some() {
+                if !self.advance_split() {
                     return;
                 }
                 continue;
@@ -406,8 +328,7 @@ impl Session<'_> {
             let req = match self.parked.take() {
                 Some(r) => r,
                 None => {
-                    let decoding = matches!(self.closing, None | Some(Closing::Eof));
-                    if !decoding || self.need_input {
+                    if !self.decoding() || self.need_input {
                         return;
                     }
                     match self.decode() {
@@ -440,6 +361,12 @@ impl Session<'_> {
             }
             self.start(req, lookups, cost, None);
         }
+    }
+
+    /// Whether requests are still decoded: not after quit or a framing
+    /// error (at the end of input, what was read is still answered).
+    fn decoding(&self) -> bool {
+        matches!(self.closing, None | Some(Closing::Eof))
     }
 
     fn decode(&mut self) -> Option<Request> {
@@ -509,139 +436,6 @@ impl Session<'_> {
         });
     }
 
-    /// The next segment of a long get line: its keys join the split; an
-    /// error (a key too long) ends the reply after the keys before it.
-    fn extend_split(&mut self, req: Request) {
-        let open = self.decoder.as_ref().is_some_and(Decoder::continues);
-        let Some(split) = &mut self.split else {
-            return;
-        };
-        match req.cmd {
-            Command::Get { keys, .. } => {
-                if let Some(t) = self.tallies.iter_mut().find(|t| t.get == split.get) {
-                    t.keys += keys.len();
-                }
-                split.keys.extend(keys);
-                split.open = open;
-            }
-            _ => {
-                split.open = false;
-                split.failed = true;
-                self.parked = Some(req);
-            }
-        }
-    }
-
-    /// A text multi-get answered in pieces (`open`: the first segment of a
-    /// long get line, more keys to come).
-    fn split_get(&mut self, req: Request, open: bool) {
-        let Command::Get { keys, touch } = req.cmd else {
-            return;
-        };
-        let get = self.next_get;
-        self.next_get += 1;
-        self.tallies.push_back(Tally {
-            get,
-            touch: touch.is_some(),
-            keys: keys.len(),
-            hits: 0,
-            arrived: self.arrived,
-        });
-        self.split = Some(Split {
-            get,
-            keys: keys.into(),
-            touch,
-            frame: req.frame,
-            open,
-            failed: false,
-        });
-    }
-
-    /// Start the next piece of the multi-get being split, if the caps and
-    /// the key order allow; false when it must wait.
-    fn start_piece(&mut self) -> bool {
-        let Some(split) = &self.split else {
-            return true;
-        };
-        let n = self.piece_keys().min(split.keys.len());
-        if n == 0 {
-            if split.open {
-                return false;
-            }
-            // A long line whose last segment named no key: its END still
-            // comes after the pieces before.
-            let last = !split.failed;
-            let (get, frame) = (split.get, split.frame.clone());
-            self.split = None;
-            if last {
-                self.finish_empty(get, frame);
-            }
-            return true;
-        }
-        let names: Vec<Bytes> = split.keys.iter().take(n).cloned().collect();
-        let mut distinct: Vec<Bytes> = Vec::with_capacity(n);
-        for k in &names {
-            if split.touch.is_some() || !distinct.contains(k) {
-                distinct.push(k.clone());
-            }
-        }
-        let req = Request {
-            cmd: Command::Get {
-                keys: distinct,
-                touch: split.touch,
-            },
-            frame: split.frame.clone(),
-        };
-        let lookups = n.max(1);
-        if !self.admits(lookups, 0) || !self.in_order(&req.cmd) {
-            return false;
-        }
-        let get = split.get;
-        let done = !split.open && split.keys.len() == n;
-        let last = done && !split.failed;
-        let repeats = matches!(&req.cmd, Command::Get { keys, .. } if keys.len() < names.len());
-        if let Some(split) = &mut self.split {
-            split.keys.drain(..n);
-        }
-        if done {
-            self.split = None;
-        }
-        let piece = Piece {
-            get,
-            names: repeats.then_some(names),
-            last,
-        };
-        self.start(req, lookups, 0, Some(piece));
-        true
-    }
-
-    /// The last piece of a long get line that named no key in its last
-    /// segment: nothing to look up, only the END.
-    fn finish_empty(&mut self, get: u64, frame: Frame) {
-        if self.flight.capacity() == 0 {
-            self.flight = take_flight();
-        }
-        self.flight.push_back(Slot {
-            req: Request {
-                cmd: Command::Get {
-                    keys: Vec::new(),
-                    touch: None,
-                },
-                frame,
-            },
-            reply: None,
-            resp: Some(Response::Values(Vec::new())),
-            lookups: 0,
-            cost: 0,
-            piece: Some(Piece {
-                get,
-                names: None,
-                last: true,
-            }),
-            arrived: self.arrived,
-        });
-    }
-
     /// Poll what is in flight; ready when the oldest request has its
     /// answer. Requests that started eagerly answer in order, so polling
     /// stops at the first still waiting; requests that start when polled
@@ -696,74 +490,6 @@ impl Session<'_> {
         }
     }
 
-    fn finish_piece(&mut self, req: &Request, piece: Piece, resp: Response) {
-        if self.failed_get == Some(piece.get) {
-            return;
-        }
-        let tally = self.tallies.front_mut().filter(|t| t.get == piece.get);
-        let with_cas = matches!(req.frame, Frame::Text { cas: true, .. });
-        match resp {
-            Response::Values(hits) => {
-                let asked = match &req.cmd {
-                    Command::Get { keys, .. } => keys.len(),
-                    _ => 0,
-                };
-                let (named, found) = match &piece.names {
-                    // Each key asked once: the hits, in the order named.
-                    Some(names) => {
-                        let mut found = 0;
-                        for name in names {
-                            if let Some(v) = hits.iter().find(|v| v.key == *name) {
-                                found += 1;
-                                text::encode_value(&mut self.out, v, with_cas);
-                            }
-                        }
-                        (names.len(), found)
-                    }
-                    None => {
-                        for v in &hits {
-                            text::encode_value(&mut self.out, v, with_cas);
-                        }
-                        (asked, hits.len())
-                    }
-                };
-                if let Some(t) = tally {
-                    t.hits += found;
-                }
-                self.counters.record_get(
-                    matches!(req.cmd, Command::Get { touch: Some(_), .. }),
-                    named as u64,
-                    found as u64,
-                );
-                if piece.last {
-                    self.out.emit(b"END\r\n");
-                    self.end_tally(piece.get, false);
-                }
-            }
-            other => {
-                // The keys answered so far stay sent; the error ends the
-                // reply (no END), and the rest of the multi-get is dropped.
-                encode_response(req, &other, &mut self.out);
-                self.counters.record(&Classified::of(&req.cmd, &other));
-                self.failed_get = Some(piece.get);
-                if self.split.as_ref().is_some_and(|s| s.get == piece.get) {
-                    self.split = None;
-                }
-                self.end_tally(piece.get, true);
-            }
-        }
-    }
-
-    fn end_tally(&mut self, get: u64, failed: bool) {
-        if self.tallies.front().is_some_and(|t| t.get == get) {
-            if let Some(t) = self.tallies.pop_front() {
-                self.figures
-                    .ops
-                    .record_get(t.touch, t.keys, t.hits, failed, t.arrived.elapsed());
-            }
-        }
-    }
-
     /// Stop: answer a framing error, write what is left, close.
     async fn close(&mut self, stream: &mut Stream, closing: Closing) -> Closed {
         if let Closing::Fatal(e) = &closing {
@@ -786,12 +512,6 @@ impl Session<'_> {
             }
         }
     }
-}
-
-fn has_repeats(keys: &[Bytes]) -> bool {
-    keys.iter()
-        .enumerate()
-        .any(|(i, k)| keys[..i].iter().any(|o| o == k))
 }
 
 /// Value bytes a request holds while it is in flight.

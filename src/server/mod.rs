@@ -107,15 +107,7 @@ pub struct Serving {
 /// Serve until `shutdown` completes, then wait for open connections to
 /// finish what they have read (at most `grace`).
 pub async fn run(listener: Listener, serving: Serving, shutdown: impl Future<Output = ()>) {
-    let Serving {
-        settings,
-        counters,
-        figures,
-        make_orca,
-        workers,
-        grace,
-    } = serving;
-    figures.serving();
+    serving.figures.serving();
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; when all are gone, recv ends.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -140,13 +132,8 @@ pub async fn run(listener: Listener, serving: Serving, shutdown: impl Future<Out
                 continue;
             }
         };
-        if counters.current_connections() >= settings.max_conns {
-            counters
-                .counts
-                .rejected_connections
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            figures.rejected();
-            tokio::spawn(reject(stream));
+        if serving.counters.current_connections() >= serving.settings.max_conns {
+            serving.refuse(stream);
             continue;
         }
         // The socket moves to its worker's own reactor.
@@ -157,16 +144,47 @@ pub async fn run(listener: Listener, serving: Serving, shutdown: impl Future<Out
                 continue;
             }
         };
-        counters.connection_opened();
-        figures.opened();
-        let worker = next_worker % workers.len().max(1);
+        let worker = next_worker % serving.workers.len().max(1);
         next_worker = next_worker.wrapping_add(1);
-        let settings = settings.clone();
-        let counters = counters.clone();
-        let figures = figures.clone();
-        let orca = make_orca(worker);
-        let stop = stop_rx.clone();
-        let alive = alive_tx.clone();
+        serving.spawn_conn(worker, stream, stop_rx.clone(), alive_tx.clone());
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(alive_tx);
+    let open = serving.counters.current_connections();
+    if open > 0 {
+        tracing::info!("shutting down: waiting for {open} connection(s) to finish");
+    }
+    let _ = tokio::time::timeout(serving.grace, alive_rx.recv()).await;
+}
+
+impl Serving {
+    /// A connection past `--max-conns`: memcached's refusal, then close.
+    fn refuse(&self, stream: Stream) {
+        self.counters
+            .counts
+            .rejected_connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.figures.rejected();
+        tokio::spawn(reject(stream));
+    }
+
+    /// Serve an accepted connection on worker thread `worker`, until it
+    /// closes; `stop` says when to shut down, and `alive` is dropped at the
+    /// end.
+    fn spawn_conn(
+        &self,
+        worker: usize,
+        stream: StdStream,
+        stop: watch::Receiver<bool>,
+        alive: mpsc::Sender<()>,
+    ) {
+        self.counters.connection_opened();
+        self.figures.opened();
+        let settings = self.settings.clone();
+        let counters = self.counters.clone();
+        let figures = self.figures.clone();
+        let orca = (self.make_orca)(worker);
         let task = async move {
             let closed = match stream.into_tokio() {
                 Ok(stream) => {
@@ -179,19 +197,11 @@ pub async fn run(listener: Listener, serving: Serving, shutdown: impl Future<Out
             figures.closed();
             drop(alive);
         };
-        match workers.get(worker) {
+        match self.workers.get(worker) {
             Some(h) => drop(h.spawn(task)),
             None => drop(tokio::spawn(task)),
         }
     }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    drop(alive_tx);
-    let open = counters.current_connections();
-    if open > 0 {
-        tracing::info!("shutting down: waiting for {open} connection(s) to finish");
-    }
-    let _ = tokio::time::timeout(grace, alive_rx.recv()).await;
 }
 
 /// An accepted socket between runtimes: deregistered from the acceptor's
