@@ -665,6 +665,7 @@ fn encode(cmd: &Command, opaque: &mut u32, out: &mut OutBuf) -> Option<(Expect, 
         | Command::Admin { .. }
         | Command::Noop
         | Command::Quit
+        | Command::Meta(_)
         | Command::Invalid(_) => return None,
     };
     let packet = RequestPacket::of(cmd)?;

@@ -531,7 +531,7 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
             ok(out, 0, &[], &[], &[]);
         }
         // A text reply has no binary form; only text requests get one.
-        Response::Raw(_) => fail(out, status::UNKNOWN_COMMAND),
+        Response::Raw(_) | Response::Meta(_) => fail(out, status::UNKNOWN_COMMAND),
         Response::Error(e) => {
             let (code, text) = error_status(e);
             head(code, 0).write(out, &[], &[], text.len());

@@ -170,7 +170,7 @@ impl<'a> RequestPacket<'a> {
     /// The loud packet that carries `cmd`; for a get, the key-returning
     /// form for its first key (see [`RequestPacket::for_key`] for the rest).
     /// `None` for what binary has no request for (invalid requests, text
-    /// admin commands).
+    /// admin and meta commands).
     pub fn of(cmd: &'a Command) -> Option<RequestPacket<'a>> {
         let p = |opcode: Opcode| RequestPacket {
             opcode,
@@ -248,7 +248,7 @@ impl<'a> RequestPacket<'a> {
             Command::Noop => p(Opcode::Noop),
             Command::Version => p(Opcode::Version),
             Command::Quit => p(Opcode::Quit),
-            Command::Invalid(_) | Command::Admin { .. } => return None,
+            Command::Invalid(_) | Command::Admin { .. } | Command::Meta(_) => return None,
         })
     }
 
