@@ -33,29 +33,31 @@
 //! pipelined), a set one (metadata and quiet chunk sets in one pipeline), an
 //! add/replace/cas/append/incr a verifying read and then the write; never
 //! one per chunk. With key locks on (the default), writers of a key run one
-//! at a time and readers share.
+//!
+//! The pieces: `chunked/layout.rs` is Rend's layout (names and the
+//! metadata record), `chunked/read.rs` reads and verifies, `chunked/write.rs`
+//! writes a whole value, and `chunked/rmw.rs` is append and arithmetic.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::record::arith_value;
 use super::{Backend, BackendError, BackendFuture, Tier};
 use crate::locks::{Guard, KeyLocks};
-use crate::protocol::expiry::{self, THIRTY_DAYS};
-use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
+use crate::protocol::expiry;
+use crate::protocol::{Command, Response, StoreMode, Value};
 
 mod layout;
+mod read;
+mod rmw;
+mod write;
+
+use layout::ttl_record;
 pub use layout::{
     base_key, chunk_key, meta_key, route_key, ttl_key, Meta, DEFAULT_CHUNK_BASE, META_LEN,
     TOKEN_LEN,
 };
-use layout::{chunk_count, ttl_record};
-
-/// Attempts of a read-modify-write that loses its cas to another writer.
-const RMW_TRIES: u32 = 100;
 
 #[derive(Clone, Debug)]
 pub struct ChunkedOptions {
@@ -121,6 +123,15 @@ enum MetaWrite {
     Cas(u64),
 }
 
+/// A whole value to write: the client's key, its flags, the absolute
+/// expiry and the bytes.
+struct Item<'a> {
+    key: &'a Bytes,
+    flags: u32,
+    expiry: i64,
+    value: &'a [u8],
+}
+
 pub struct Chunked<B> {
     inner: B,
     opts: Arc<ChunkedOptions>,
@@ -183,405 +194,11 @@ impl<B: Backend + Clone> Chunked<B> {
         }
     }
 
-    /// Read and verify `keys` (touching every item when `touch` is given):
-    /// two pipelined round trips whatever the chunk count.
-    async fn read(
-        &self,
-        keys: &[Bytes],
-        touch: Option<i64>,
-        with_ttl: bool,
-    ) -> Result<Vec<Found>, BackendError> {
-        let bases: Vec<Bytes> = keys.iter().map(|k| base_key(k)).collect();
-        let mut meta_keys: Vec<Bytes> = bases.iter().map(|b| meta_key(b)).collect();
-        if with_ttl {
-            meta_keys.extend(bases.iter().map(|b| ttl_key(b)));
-        }
-        meta_keys.sort();
-        meta_keys.dedup();
-        let touch = touch.map(absolute);
-        let metas = match self
-            .inner
-            .call(&Command::Get {
-                keys: meta_keys,
-                touch,
-            })
-            .await?
-        {
-            Response::Values(v) => v,
-            other => return Err(unexpected(other)),
-        };
-        let mut ttls: HashMap<Bytes, Bytes> = HashMap::new();
-        let mut metas: HashMap<Bytes, (Option<Meta>, u64)> = metas
-            .into_iter()
-            .filter_map(|v| {
-                if with_ttl && v.key.ends_with(b"-ttl") {
-                    ttls.insert(v.key, v.data);
-                    return None;
-                }
-                // Metadata may come from another process sharing this
-                // memcached: past rend's own limits it is a miss, never an
-                // allocation of what it claims.
-                let meta = Meta::decode(&v.data).filter(|m| self.within_limits(m));
-                Some((v.key.clone(), (meta, v.cas)))
-            })
-            .collect();
-        // A touch's expiry stands while the value it touched does.
-        for base in &bases {
-            let Some(ttl) = ttls.get(&ttl_key(base)) else {
-                continue;
-            };
-            if let Some((Some(meta), _)) = metas.get_mut(&meta_key(base)) {
-                if ttl.len() == TOKEN_LEN + 4 && ttl[..TOKEN_LEN] == meta.token {
-                    meta.expiry = u32::from_be_bytes([ttl[16], ttl[17], ttl[18], ttl[19]]);
-                }
-            }
-        }
-        // Every chunk of every valid metadata, in one pipeline.
-        let mut chunk_keys = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for base in &bases {
-            if !seen.insert(base.clone()) {
-                continue;
-            }
-            if let Some((Some(m), _)) = metas.get(&meta_key(base)) {
-                for i in 0..m.chunks as usize {
-                    chunk_keys.push(chunk_key(base, i));
-                }
-            }
-        }
-        let chunks: HashMap<Bytes, Bytes> = if chunk_keys.is_empty() {
-            HashMap::new()
-        } else {
-            self.stats
-                .chunks_read
-                .fetch_add(chunk_keys.len() as u64, Ordering::Relaxed);
-            match self
-                .inner
-                .call(&Command::Get {
-                    keys: chunk_keys,
-                    touch,
-                })
-                .await?
-            {
-                Response::Values(v) => v.into_iter().map(|v| (v.key, v.data)).collect(),
-                other => return Err(unexpected(other)),
-            }
-        };
-        // memcached takes a gat's keys one by one: a gat that expires the
-        // item serves a key named twice only the first time.
-        let expiring = touch.is_some_and(|t| t < 0 || (t > THIRTY_DAYS && t <= now_unix()));
-        let mut served = std::collections::HashSet::new();
-        Ok(keys
-            .iter()
-            .zip(&bases)
-            .map(|(key, base)| {
-                if expiring && !served.insert(base.clone()) {
-                    return Found::Absent;
-                }
-                match metas.get(&meta_key(base)) {
-                    None => Found::Absent,
-                    Some((None, cas)) => Found::Invalid { meta_cas: *cas },
-                    Some((Some(meta), cas)) => self.assemble(key, base, meta, *cas, &chunks),
-                }
-            })
-            .collect())
-    }
-
-    fn assemble(
-        &self,
-        key: &Bytes,
-        base: &[u8],
-        meta: &Meta,
-        cas: u64,
-        chunks: &HashMap<Bytes, Bytes>,
-    ) -> Found {
-        let size = meta.chunk_size as usize;
-        let mut data = BytesMut::with_capacity(meta.len as usize);
-        for i in 0..meta.chunks as usize {
-            let Some(chunk) = chunks.get(&chunk_key(base, i)) else {
-                self.stats
-                    .missing_chunk_misses
-                    .fetch_add(1, Ordering::Relaxed);
-                return Found::Invalid { meta_cas: cas };
-            };
-            if chunk.len() != TOKEN_LEN + size || chunk[..TOKEN_LEN] != meta.token {
-                self.stats.token_misses.fetch_add(1, Ordering::Relaxed);
-                return Found::Invalid { meta_cas: cas };
-            }
-            let want = (meta.len as usize - i * size).min(size);
-            data.put_slice(&chunk[TOKEN_LEN..TOKEN_LEN + want]);
-        }
-        Found::Hit {
-            value: Value {
-                key: key.clone(),
-                flags: meta.flags,
-                cas,
-                data: data.freeze(),
-            },
-            meta: meta.clone(),
-        }
-    }
-
-    async fn read_one(&self, key: &Bytes) -> Result<Found, BackendError> {
-        let mut found = self.read(std::slice::from_ref(key), None, true).await?;
-        Ok(found.pop().unwrap_or(Found::Absent))
-    }
-
-    /// Write a whole value: the metadata with `how`, then the chunks.
-    async fn write(
-        &self,
-        key: &[u8],
-        flags: u32,
-        expiry: i64,
-        value: &[u8],
-        how: MetaWrite,
-    ) -> Result<Response, BackendError> {
-        let base = base_key(key);
-        let size = self.chunk_size_for(key);
-        let count = chunk_count(value.len(), size);
-        let token: [u8; TOKEN_LEN] = rand::random();
-        let meta = Meta {
-            len: value.len() as u32,
-            flags,
-            chunks: count as u32,
-            chunk_size: size as u32,
-            inserted: now_unix() as u32,
-            expiry: if expiry > 0 { expiry as u32 } else { 0 },
-            token,
-        };
-        let (mode, cas) = match how {
-            MetaWrite::Set => (StoreMode::Set, 0),
-            MetaWrite::Add => (StoreMode::Add, 0),
-            MetaWrite::Replace => (StoreMode::Replace, 0),
-            MetaWrite::Cas(c) => (StoreMode::Cas, c),
-        };
-        let meta_cmd = Command::Store {
-            mode,
-            key: meta_key(&base),
-            flags: 0,
-            exptime: expiry,
-            cas,
-            value: meta.encode(),
-        };
-        let chunk_cmds: Vec<Command> = (0..count)
-            .map(|i| {
-                let mut item = BytesMut::with_capacity(TOKEN_LEN + size);
-                item.put_slice(&token);
-                let data = &value[i * size..((i + 1) * size).min(value.len())];
-                item.put_slice(data);
-                item.put_bytes(0, size - data.len());
-                Command::Store {
-                    mode: StoreMode::Set,
-                    key: chunk_key(&base, i),
-                    flags: 0,
-                    exptime: expiry,
-                    cas: 0,
-                    value: item.freeze(),
-                }
-            })
-            .collect();
-        self.stats
-            .chunks_written
-            .fetch_add(count as u64, Ordering::Relaxed);
-        let meta_reply = if matches!(how, MetaWrite::Set) {
-            // Unconditional: the metadata and the chunks in one pipeline.
-            let meta_call = self.inner.call(&meta_cmd);
-            let chunk_call = (!chunk_cmds.is_empty()).then(|| self.inner.call_many(chunk_cmds));
-            let meta_reply = meta_call.await?;
-            if let Some(c) = chunk_call {
-                let replies = c.await?;
-                if let Some(failed) = first_failure(&replies) {
-                    self.remove(&base, count).await;
-                    return Ok(failed);
-                }
-            }
-            meta_reply
-        } else {
-            let meta_reply = self.inner.call(&meta_cmd).await?;
-            if matches!(meta_reply, Response::Stored { .. }) && !chunk_cmds.is_empty() {
-                let replies = self.inner.call_many(chunk_cmds).await?;
-                if let Some(failed) = first_failure(&replies) {
-                    self.remove(&base, count).await;
-                    return Ok(failed);
-                }
-            }
-            meta_reply
-        };
-        Ok(meta_reply)
-    }
-
-    /// Best-effort removal of a key's metadata and chunks.
-    async fn remove(&self, base: &[u8], chunks: usize) {
-        let mut cmds = vec![Command::Delete {
-            key: meta_key(base),
-            cas: 0,
-        }];
-        cmds.extend((0..chunks).map(|i| Command::Delete {
-            key: chunk_key(base, i),
-            cas: 0,
-        }));
-        let _ = self.inner.call_many(cmds).await;
-    }
-
-    /// Without key locks another writer may be between its metadata and its
-    /// chunks, which reads as a broken value for a moment: true (after a
-    /// short pause) when that is possible and worth reading again.
-    async fn mid_write_possible(&self) -> bool {
-        if self.locks.is_some() {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        true
-    }
-
-    /// After losing a cas: wait a random while, longer each time, so that
-    /// writers racing on one key spread out instead of colliding again.
-    async fn back_off(attempt: u32) {
-        let ceiling_us = 100u64 << attempt.min(6);
-        let wait = rand::random::<u64>() % ceiling_us;
-        tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
-    }
-
-    /// append/prepend: verify, join, write guarded by the metadata's cas.
-    /// Losing the cas to another writer (a second rend on this memcached, or
-    /// key locks off) retries on the new value.
-    async fn append(
-        &self,
-        key: &Bytes,
-        append: bool,
-        cas: u64,
-        value: &[u8],
-    ) -> Result<Response, BackendError> {
-        for attempt in 0..RMW_TRIES {
-            if attempt > 0 {
-                Self::back_off(attempt).await;
-            }
-            let (old, meta) = match self.read_one(key).await? {
-                Found::Hit { value, meta } => (value, meta),
-                Found::Invalid { .. } if self.mid_write_possible().await => continue,
-                _ => return Ok(Response::NotStored),
-            };
-            if cas != 0 && cas != old.cas {
-                return Ok(Response::Exists);
-            }
-            let total = old.data.len() + value.len();
-            if total > self.opts.max_value {
-                return Ok(Response::NotStored);
-            }
-            let mut joined = BytesMut::with_capacity(total);
-            if append {
-                joined.put_slice(&old.data);
-                joined.put_slice(value);
-            } else {
-                joined.put_slice(value);
-                joined.put_slice(&old.data);
-            }
-            let expiry = i64::from(meta.expiry);
-            match self
-                .write(key, meta.flags, expiry, &joined, MetaWrite::Cas(old.cas))
-                .await?
-            {
-                Response::Exists => continue,
-                Response::NotFound => return Ok(Response::NotStored),
-                other => return Ok(other),
-            }
-        }
-        Ok(busy())
-    }
-
-    /// incr/decr with memcached's arithmetic, written like `append`.
-    async fn arith(
-        &self,
-        key: &Bytes,
-        incr: bool,
-        delta: u64,
-        create: Option<(u64, i64)>,
-    ) -> Result<Response, BackendError> {
-        for attempt in 0..RMW_TRIES {
-            if attempt > 0 {
-                Self::back_off(attempt).await;
-            }
-            let (old, meta) = match self.read_one(key).await? {
-                Found::Hit { value, meta } => (value, meta),
-                Found::Invalid { .. } if self.mid_write_possible().await => continue,
-                found => {
-                    // Binary incr with an initial value creates the key
-                    // (over a broken value too: it is absent).
-                    let Some((initial, exptime)) = create else {
-                        return Ok(Response::NotFound);
-                    };
-                    let digits = initial.to_string().into_bytes();
-                    let how = match found {
-                        Found::Invalid { meta_cas } => MetaWrite::Cas(meta_cas),
-                        _ => MetaWrite::Add,
-                    };
-                    match self.write(key, 0, absolute(exptime), &digits, how).await? {
-                        Response::Stored { cas } => {
-                            return Ok(Response::Numeric {
-                                value: initial,
-                                cas,
-                            })
-                        }
-                        Response::Exists | Response::NotStored | Response::NotFound => continue,
-                        other => return Ok(other),
-                    }
-                }
-            };
-            let Some((new, digits)) = arith_value(&old.data, incr, delta) else {
-                return Ok(Response::Error(ErrorReply::NonNumeric));
-            };
-            let expiry = i64::from(meta.expiry);
-            match self
-                .write(key, meta.flags, expiry, &digits, MetaWrite::Cas(old.cas))
-                .await?
-            {
-                Response::Stored { cas } => return Ok(Response::Numeric { value: new, cas }),
-                Response::Exists => continue,
-                Response::NotFound => return Ok(Response::NotFound),
-                other => return Ok(other),
-            }
-        }
-        Ok(busy())
-    }
-
+    /// One command: each verb under its keys' locks (write locks for
+    /// anything that writes), the rest passed on to the tier.
     async fn run(&self, cmd: Command) -> Result<Response, BackendError> {
         match cmd {
-            Command::Get { keys, touch } => {
-                let _guard = if touch.is_some() {
-                    self.lock_write(&keys).await
-                } else {
-                    self.lock_read(&keys).await
-                };
-                let found = self.read(&keys, touch, false).await?;
-                if let Some(exptime) = touch.map(absolute).filter(|&e| e >= 0) {
-                    let records: Vec<Command> = found
-                        .iter()
-                        .filter_map(|f| match f {
-                            Found::Hit { value, meta } => Some(Command::Store {
-                                mode: StoreMode::Set,
-                                key: ttl_key(&base_key(&value.key)),
-                                flags: 0,
-                                exptime,
-                                cas: 0,
-                                value: ttl_record(&meta.token, exptime),
-                            }),
-                            _ => None,
-                        })
-                        .collect();
-                    if !records.is_empty() {
-                        self.inner.call_many(records).await?;
-                    }
-                }
-                Ok(Response::Values(
-                    found
-                        .into_iter()
-                        .filter_map(|f| match f {
-                            Found::Hit { value, .. } => Some(value),
-                            _ => None,
-                        })
-                        .collect(),
-                ))
-            }
+            Command::Get { keys, touch } => self.get(&keys, touch).await,
             Command::Store {
                 mode,
                 key,
@@ -591,59 +208,13 @@ impl<B: Backend + Clone> Chunked<B> {
                 value,
             } => {
                 let _guard = self.lock_write(std::slice::from_ref(&key)).await;
-                let expiry = absolute(exptime);
-                // As memcached does, a storage command carrying a cas (binary
-                // set/add/replace) is a cas.
-                let mode = match mode {
-                    StoreMode::Set | StoreMode::Add | StoreMode::Replace if cas != 0 => {
-                        StoreMode::Cas
-                    }
-                    m => m,
+                let item = Item {
+                    key: &key,
+                    flags,
+                    expiry: absolute(exptime),
+                    value: &value,
                 };
-                match mode {
-                    StoreMode::Set => {
-                        self.write(&key, flags, expiry, &value, MetaWrite::Set)
-                            .await
-                    }
-                    StoreMode::Add => match self.read_one(&key).await? {
-                        Found::Hit { .. } => Ok(Response::NotStored),
-                        // Present but broken: absent for add, so store over
-                        // it unless someone else wrote meanwhile.
-                        Found::Invalid { meta_cas } => {
-                            match self
-                                .write(&key, flags, expiry, &value, MetaWrite::Cas(meta_cas))
-                                .await?
-                            {
-                                Response::Exists | Response::NotFound => Ok(Response::NotStored),
-                                other => Ok(other),
-                            }
-                        }
-                        Found::Absent => {
-                            self.write(&key, flags, expiry, &value, MetaWrite::Add)
-                                .await
-                        }
-                    },
-                    StoreMode::Replace => match self.read_one(&key).await? {
-                        Found::Hit { .. } => {
-                            self.write(&key, flags, expiry, &value, MetaWrite::Replace)
-                                .await
-                        }
-                        _ => Ok(Response::NotStored),
-                    },
-                    StoreMode::Cas => match self.read_one(&key).await? {
-                        Found::Hit { .. } => {
-                            // memcached's text cas never matches 0.
-                            let cas = if cas == 0 { u64::MAX } else { cas };
-                            self.write(&key, flags, expiry, &value, MetaWrite::Cas(cas))
-                                .await
-                        }
-                        _ => Ok(Response::NotFound),
-                    },
-                    StoreMode::Append | StoreMode::Prepend => {
-                        self.append(&key, mode == StoreMode::Append, cas, &value)
-                            .await
-                    }
-                }
+                self.store(mode, cas, item).await
             }
             Command::Arith {
                 key,
@@ -656,106 +227,187 @@ impl<B: Backend + Clone> Chunked<B> {
             }
             Command::Delete { key, cas } => {
                 let _guard = self.lock_write(std::slice::from_ref(&key)).await;
-                let base = base_key(&key);
-                match self.read_one(&key).await? {
-                    Found::Hit { meta, .. } => {
-                        let reply = self
-                            .inner
-                            .call(&Command::Delete {
-                                key: meta_key(&base),
-                                cas,
-                            })
-                            .await?;
-                        if matches!(reply, Response::Deleted) {
-                            let chunks = (0..meta.chunks as usize)
-                                .map(|i| Command::Delete {
-                                    key: chunk_key(&base, i),
-                                    cas: 0,
-                                })
-                                .collect::<Vec<_>>();
-                            if !chunks.is_empty() {
-                                let _ = self.inner.call_many(chunks).await;
-                            }
-                        }
-                        Ok(reply)
-                    }
-                    Found::Invalid { .. } => {
-                        // Clean up what is left, and report the miss.
-                        let _ = self
-                            .inner
-                            .call(&Command::Delete {
-                                key: meta_key(&base),
-                                cas: 0,
-                            })
-                            .await;
-                        Ok(Response::NotFound)
-                    }
-                    Found::Absent => Ok(Response::NotFound),
-                }
+                self.delete(&key, cas).await
             }
             Command::Touch { key, exptime } => {
                 let _guard = self.lock_write(std::slice::from_ref(&key)).await;
-                let base = base_key(&key);
-                match self.read_one(&key).await? {
-                    Found::Hit { value, meta } => {
-                        let exptime = absolute(exptime);
-                        let mut cmds = vec![Command::Touch {
-                            key: meta_key(&base),
-                            exptime,
-                        }];
-                        cmds.extend((0..meta.chunks as usize).map(|i| Command::Touch {
-                            key: chunk_key(&base, i),
-                            exptime,
-                        }));
-                        let touched = cmds.len();
-                        if exptime >= 0 {
-                            cmds.push(Command::Store {
-                                mode: StoreMode::Set,
-                                key: ttl_key(&base),
-                                flags: 0,
-                                exptime,
-                                cas: 0,
-                                value: ttl_record(&meta.token, exptime),
-                            });
-                        }
-                        let replies = self.inner.call_many(cmds).await?;
-                        if replies
-                            .iter()
-                            .take(touched)
-                            .all(|r| matches!(r, Response::Touched { .. }))
-                        {
-                            Ok(Response::Touched {
-                                flags: meta.flags,
-                                cas: value.cas,
-                            })
-                        } else {
-                            Ok(Response::NotFound)
-                        }
-                    }
-                    _ => Ok(Response::NotFound),
-                }
+                self.touch(&key, exptime).await
             }
             Command::GetE { .. } => Err(BackendError::Unsupported(Tier::L1)),
             other => self.inner.call(&other).await,
         }
     }
-}
 
-/// A read-modify-write that kept losing its cas to other writers.
-fn busy() -> Response {
-    Response::Error(ErrorReply::Server(Bytes::from_static(
-        b"value changed by other writers too often; try again",
-    )))
-}
+    /// get and gat: a gat touches every item, and records the new expiry
+    /// in `-ttl` for read-modify-write to keep.
+    async fn get(&self, keys: &[Bytes], touch: Option<i64>) -> Result<Response, BackendError> {
+        let _guard = if touch.is_some() {
+            self.lock_write(keys).await
+        } else {
+            self.lock_read(keys).await
+        };
+        let found = self.read(keys, touch, false).await?;
+        if let Some(exptime) = touch.map(absolute).filter(|&e| e >= 0) {
+            let records: Vec<Command> = found
+                .iter()
+                .filter_map(|f| match f {
+                    Found::Hit { value, meta } => Some(Command::Store {
+                        mode: StoreMode::Set,
+                        key: ttl_key(&base_key(&value.key)),
+                        flags: 0,
+                        exptime,
+                        cas: 0,
+                        value: ttl_record(&meta.token, exptime),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if !records.is_empty() {
+                self.inner.call_many(records).await?;
+            }
+        }
+        Ok(Response::Values(
+            found
+                .into_iter()
+                .filter_map(|f| match f {
+                    Found::Hit { value, .. } => Some(value),
+                    _ => None,
+                })
+                .collect(),
+        ))
+    }
 
-fn first_failure(replies: &[Response]) -> Option<Response> {
-    replies
-        .iter()
-        .find(|r| !matches!(r, Response::Stored { .. }))
-        .map(|r| match r {
-            Response::Error(_) => r.clone(),
-            _ => Response::Error(ErrorReply::OutOfMemory),
-        })
+    /// set, add, replace, cas, append and prepend of `item`, under its
+    /// key's write lock.
+    async fn store(
+        &self,
+        mode: StoreMode,
+        cas: u64,
+        item: Item<'_>,
+    ) -> Result<Response, BackendError> {
+        // As memcached does, a storage command carrying a cas (binary
+        // set/add/replace) is a cas.
+        let mode = match mode {
+            StoreMode::Set | StoreMode::Add | StoreMode::Replace if cas != 0 => StoreMode::Cas,
+            m => m,
+        };
+        match mode {
+            StoreMode::Set => self.write(&item, MetaWrite::Set).await,
+            StoreMode::Add => match self.read_one(item.key).await? {
+                Found::Hit { .. } => Ok(Response::NotStored),
+                // Present but broken: absent for add, so store over it
+                // unless someone else wrote meanwhile.
+                Found::Invalid { meta_cas } => {
+                    match self.write(&item, MetaWrite::Cas(meta_cas)).await? {
+                        Response::Exists | Response::NotFound => Ok(Response::NotStored),
+                        other => Ok(other),
+                    }
+                }
+                Found::Absent => self.write(&item, MetaWrite::Add).await,
+            },
+            StoreMode::Replace => match self.read_one(item.key).await? {
+                Found::Hit { .. } => self.write(&item, MetaWrite::Replace).await,
+                _ => Ok(Response::NotStored),
+            },
+            StoreMode::Cas => match self.read_one(item.key).await? {
+                Found::Hit { .. } => {
+                    // memcached's text cas never matches 0.
+                    let cas = if cas == 0 { u64::MAX } else { cas };
+                    self.write(&item, MetaWrite::Cas(cas)).await
+                }
+                _ => Ok(Response::NotFound),
+            },
+            StoreMode::Append | StoreMode::Prepend => {
+                self.append(item.key, mode == StoreMode::Append, cas, item.value)
+                    .await
+            }
+        }
+    }
+
+    /// delete: the metadata (with the client's cas), then the chunks; a
+    /// broken value's metadata is cleaned up and the miss reported.
+    async fn delete(&self, key: &Bytes, cas: u64) -> Result<Response, BackendError> {
+        let base = base_key(key);
+        match self.read_one(key).await? {
+            Found::Hit { meta, .. } => {
+                let reply = self
+                    .inner
+                    .call(&Command::Delete {
+                        key: meta_key(&base),
+                        cas,
+                    })
+                    .await?;
+                if matches!(reply, Response::Deleted) {
+                    let chunks = (0..meta.chunks as usize)
+                        .map(|i| Command::Delete {
+                            key: chunk_key(&base, i),
+                            cas: 0,
+                        })
+                        .collect::<Vec<_>>();
+                    if !chunks.is_empty() {
+                        let _ = self.inner.call_many(chunks).await;
+                    }
+                }
+                Ok(reply)
+            }
+            Found::Invalid { .. } => {
+                // Clean up what is left, and report the miss.
+                let _ = self
+                    .inner
+                    .call(&Command::Delete {
+                        key: meta_key(&base),
+                        cas: 0,
+                    })
+                    .await;
+                Ok(Response::NotFound)
+            }
+            Found::Absent => Ok(Response::NotFound),
+        }
+    }
+
+    /// touch: memcached's expiry of the metadata and every chunk moves, and
+    /// `-ttl` records it; the metadata and its cas stay as they are.
+    async fn touch(&self, key: &Bytes, exptime: i64) -> Result<Response, BackendError> {
+        let base = base_key(key);
+        match self.read_one(key).await? {
+            Found::Hit { value, meta } => {
+                let exptime = absolute(exptime);
+                let mut cmds = vec![Command::Touch {
+                    key: meta_key(&base),
+                    exptime,
+                }];
+                cmds.extend((0..meta.chunks as usize).map(|i| Command::Touch {
+                    key: chunk_key(&base, i),
+                    exptime,
+                }));
+                let touched = cmds.len();
+                if exptime >= 0 {
+                    cmds.push(Command::Store {
+                        mode: StoreMode::Set,
+                        key: ttl_key(&base),
+                        flags: 0,
+                        exptime,
+                        cas: 0,
+                        value: ttl_record(&meta.token, exptime),
+                    });
+                }
+                let replies = self.inner.call_many(cmds).await?;
+                if replies
+                    .iter()
+                    .take(touched)
+                    .all(|r| matches!(r, Response::Touched { .. }))
+                {
+                    Ok(Response::Touched {
+                        flags: meta.flags,
+                        cas: value.cas,
+                    })
+                } else {
+                    Ok(Response::NotFound)
+                }
+            }
+            _ => Ok(Response::NotFound),
+        }
+    }
 }
 
 fn unexpected(r: Response) -> BackendError {
@@ -781,64 +433,5 @@ impl<B: Backend + Clone> Backend for Chunked<B> {
         let this = self.clone();
         let cmd = cmd.clone();
         Box::pin(async move { this.run(cmd).await })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::layout::{HASHED_PREFIX, MAX_PLAIN_KEY};
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn names() {
-        assert_eq!(&meta_key(b"foo")[..], b"foo-meta");
-        assert_eq!(&chunk_key(b"foo", 12)[..], b"foo-12");
-        assert_eq!(&base_key(&[b'k'; 240])[..], &[b'k'; 240][..]);
-        let long = base_key(&[b'k'; 250]);
-        assert_eq!(long.len(), MAX_PLAIN_KEY + 1);
-        assert_eq!(long[HASHED_PREFIX], b'#');
-        assert_ne!(long, base_key(&[b'j'; 250]));
-    }
-
-    #[test]
-    fn meta_layout_is_rends() {
-        let m = Meta {
-            len: 0x01020304,
-            flags: 5,
-            chunks: 0x01020304u32.div_ceil(1000),
-            chunk_size: 1000,
-            inserted: 7,
-            expiry: 8,
-            token: [9; 16],
-        };
-        let b = m.encode();
-        assert_eq!(b.len(), 40);
-        assert_eq!(&b[..8], &[1, 2, 3, 4, 0, 0, 0, 5]);
-        assert_eq!(&b[12..16], &1000u32.to_be_bytes());
-        assert_eq!(Meta::decode(&b), Some(m));
-        assert_eq!(Meta::decode(&b[..39]), None);
-    }
-
-    proptest! {
-        #![proptest_config(crate::proptest_config("fixtures/proptest-regressions/chunked.txt"))]
-        #[test]
-        fn meta_round_trip(len in 0u32..100_000_000, size in 1u32..100_000, flags: u32, inserted: u32, expiry: u32, token: [u8; 16]) {
-            let m = Meta { len, flags, chunks: len.div_ceil(size), chunk_size: size, inserted, expiry, token };
-            prop_assert_eq!(Meta::decode(&m.encode()), Some(m));
-        }
-
-        #[test]
-        fn split_and_reassemble(value in proptest::collection::vec(any::<u8>(), 0..5000), size in 1usize..700) {
-            let count = chunk_count(value.len(), size);
-            let mut out = Vec::new();
-            for i in 0..count {
-                let data = &value[i * size..((i + 1) * size).min(value.len())];
-                let mut item = data.to_vec();
-                item.resize(size, 0);
-                out.extend_from_slice(&item[..(value.len() - i * size).min(size)]);
-            }
-            prop_assert_eq!(out, value);
-        }
     }
 }

@@ -132,3 +132,61 @@ pub fn route_key(item: &[u8]) -> &[u8] {
         None => item,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(&meta_key(b"foo")[..], b"foo-meta");
+        assert_eq!(&chunk_key(b"foo", 12)[..], b"foo-12");
+        assert_eq!(&base_key(&[b'k'; 240])[..], &[b'k'; 240][..]);
+        let long = base_key(&[b'k'; 250]);
+        assert_eq!(long.len(), MAX_PLAIN_KEY + 1);
+        assert_eq!(long[HASHED_PREFIX], b'#');
+        assert_ne!(long, base_key(&[b'j'; 250]));
+    }
+
+    #[test]
+    fn meta_layout_is_rends() {
+        let m = Meta {
+            len: 0x01020304,
+            flags: 5,
+            chunks: 0x01020304u32.div_ceil(1000),
+            chunk_size: 1000,
+            inserted: 7,
+            expiry: 8,
+            token: [9; 16],
+        };
+        let b = m.encode();
+        assert_eq!(b.len(), 40);
+        assert_eq!(&b[..8], &[1, 2, 3, 4, 0, 0, 0, 5]);
+        assert_eq!(&b[12..16], &1000u32.to_be_bytes());
+        assert_eq!(Meta::decode(&b), Some(m));
+        assert_eq!(Meta::decode(&b[..39]), None);
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config("fixtures/proptest-regressions/chunked.txt"))]
+        #[test]
+        fn meta_round_trip(len in 0u32..100_000_000, size in 1u32..100_000, flags: u32, inserted: u32, expiry: u32, token: [u8; 16]) {
+            let m = Meta { len, flags, chunks: len.div_ceil(size), chunk_size: size, inserted, expiry, token };
+            prop_assert_eq!(Meta::decode(&m.encode()), Some(m));
+        }
+
+        #[test]
+        fn split_and_reassemble(value in proptest::collection::vec(any::<u8>(), 0..5000), size in 1usize..700) {
+            let count = chunk_count(value.len(), size);
+            let mut out = Vec::new();
+            for i in 0..count {
+                let data = &value[i * size..((i + 1) * size).min(value.len())];
+                let mut item = data.to_vec();
+                item.resize(size, 0);
+                out.extend_from_slice(&item[..(value.len() - i * size).min(size)]);
+            }
+            prop_assert_eq!(out, value);
+        }
+    }
+}
