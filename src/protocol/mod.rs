@@ -1,7 +1,7 @@
 //! Wire formats: one protocol-neutral request/response model and its two
 //! encodings, memcached's text protocol ([`text`]) and binary protocol
-//! ([`binary`]); and the codec of memcached's meta commands ([`meta`]), not
-//! wired into the text decoder yet.
+//! ([`binary`]); the text decoder reads memcached's meta commands with
+//! [`meta`], their codec.
 //!
 //! Nothing here touches a socket. Decoders are incremental: `Ok(Some(_))`
 //! consumed one frame, `Ok(None)` needs more bytes, and `Err(_)` is a framing

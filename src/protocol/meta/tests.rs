@@ -6,7 +6,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::protocol::{Invalid, Limits, StoreMode};
+use crate::protocol::{FrameError, Invalid, Limits, StoreMode};
 
 include!("cases.rs");
 
