@@ -9,6 +9,7 @@ use crate::backend::chunked::{ChunkStats, Chunked, ChunkedOptions};
 use crate::backend::embedded::{Embedded, EmbeddedOptions};
 use crate::backend::instrumented::Instrumented;
 use crate::backend::memcached::{L1Addr, L1Options, MemcachedL1};
+use crate::backend::meta_lane::MetaLanes;
 use crate::backend::rocksdb::{L2Options, OpenError, L2};
 use crate::backend::slab_balancer;
 use crate::backend::Backend;
@@ -131,10 +132,19 @@ pub async fn run(
         match (l2.clone(), chunking) {
             (None, None) => {
                 let counters = counters.clone();
+                // One text connection per worker for meta commands.
+                let meta = MetaLanes::start(
+                    l1_addr.clone(),
+                    config.l1_timeout(),
+                    config.max_item_size(),
+                    workers.handles(),
+                );
                 (
                     Arc::new(move |worker| {
                         let l1 = Instrumented::new(l1.lane(worker), l1m.clone());
-                        Box::new(L1Only::new(l1, admin.clone(), counters.clone())) as Box<dyn Orca>
+                        let orca = L1Only::new(l1, admin.clone(), counters.clone())
+                            .with_meta(meta.lane(worker));
+                        Box::new(orca) as Box<dyn Orca>
                     }),
                     None,
                     None,

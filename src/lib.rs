@@ -11,9 +11,12 @@
 //!   connection over a [`net`] socket.
 //! - [`protocol`] is the wire, pure (no I/O): one request/response model,
 //!   [`protocol::text`] and [`protocol::binary`] as memcached 1.6.18 parses
-//!   and answers them, [`protocol::number`] (memcached's number parsing),
+//!   and answers them, [`protocol::meta`] (the meta commands, which arrive
+//!   inside the text protocol), [`protocol::number`] (memcached's number parsing),
 //!   [`protocol::expiry`] (memcached's rules for time) and
-//!   [`protocol::out`] (where encoders write).
+//!   [`protocol::out`] (where encoders write). [`protocol::binary::Opcode`]
+//!   and [`protocol::binary::RequestPacket`] are the binary opcode model,
+//!   the one map from a request to its packet for the L1 and tools' clients.
 //! - [`orca`] is the policy that decides which tiers answer:
 //!   [`orca::l1_only`], [`orca::l1_l2`] and [`orca::l1_l2_batch`], the last
 //!   two sharing [`orca::two_tier`].
@@ -25,7 +28,9 @@
 //!   layout in a submodule),
 //!   [`backend::instrumented`]
 //!   (per-tier counters), [`backend::admin`] (the text connection that
-//!   carries memcached's admin commands), [`backend::slab_balancer`] (rend
+//!   carries memcached's admin commands), [`backend::meta_lane`] (the text
+//!   connections that carry meta commands in `l1-only`),
+//!   [`backend::slab_balancer`] (rend
 //!   moving memcached's slab pages) and [`backend::embedded`] (the
 //!   memcached rend starts when it is given none).
 //!

@@ -45,10 +45,9 @@ use tokio::time::Instant;
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
 use crate::metrics::exporter::{PoolFigures, PoolSource};
 use crate::net::Stream;
-use crate::protocol::binary::{self, op, status, Head, Packet};
-use crate::protocol::expiry::to_wire as exptime_to_wire;
+use crate::protocol::binary::{self, op, status, Packet, RequestPacket};
 use crate::protocol::out::OutBuf;
-use crate::protocol::{Command, FrameError, Invalid, Response, StoreMode, Value};
+use crate::protocol::{Command, FrameError, Response, StoreMode, Value};
 
 mod io;
 use io::*;
@@ -363,7 +362,7 @@ impl Backend for Lane {
                 }
                 let noop = *opaque;
                 *opaque = opaque.wrapping_add(1);
-                packet(out, op::NOOP, noop, 0, &[], &[], None);
+                RequestPacket::noop().write(noop, out);
                 Some((Expect::UntilNoop, noop))
             });
         let rx = match rx {
@@ -384,6 +383,17 @@ impl Backend for Lane {
                 .into_iter()
                 .zip(cmds.iter().zip(quiet))
                 .map(|(r, (cmd, quiet))| match r {
+                    Some(r)
+                        if matches!(
+                            cmd,
+                            Command::Store {
+                                mode: StoreMode::Cas,
+                                ..
+                            }
+                        ) =>
+                    {
+                        binary::cas_reply(r)
+                    }
                     Some(r) => r,
                     None if quiet => match cmd {
                         Command::Delete { .. } => Response::Deleted,
@@ -550,57 +560,19 @@ impl Backend for Keyed {
     }
 }
 
-/// Write one request packet; a value is shared, not copied, when it is long.
-fn packet(
-    out: &mut OutBuf,
-    opcode: u8,
-    opaque: u32,
-    cas: u64,
-    extras: &[u8],
-    key: &[u8],
-    value: Option<&Bytes>,
-) {
-    let head = Head::request(opcode, opaque, cas);
-    match value {
-        Some(v) => head.write_shared(out, extras, key, v),
-        None => head.write(out, extras, key, 0),
-    }
-}
-
-/// The quiet opcode for a pipelined store, delete or touch, or `None` for
-/// commands `call_many` does not take. Touch has no quiet form.
+/// Write the quiet packet of a pipelined store, delete or touch, and say
+/// whether it is quiet (touch has no quiet form); `None` for commands
+/// `call_many` does not take.
 fn quiet_packet(cmd: &Command, opaque: u32, out: &mut OutBuf) -> Option<bool> {
-    match cmd {
-        Command::Store {
-            mode,
-            key,
-            flags,
-            exptime,
-            cas,
-            value,
-        } => {
-            let extras = binary::store_extras(*flags, *exptime);
-            let (opcode, extras): (u8, &[u8]) = match mode {
-                StoreMode::Set | StoreMode::Cas => (op::SETQ, &extras),
-                StoreMode::Add => (op::ADDQ, &extras),
-                StoreMode::Replace => (op::REPLACEQ, &extras),
-                StoreMode::Append => (op::APPENDQ, &[]),
-                StoreMode::Prepend => (op::PREPENDQ, &[]),
-            };
-            packet(out, opcode, opaque, *cas, extras, key, Some(value));
-            Some(true)
-        }
-        Command::Delete { key, cas } => {
-            packet(out, op::DELETEQ, opaque, *cas, &[], key, None);
-            Some(true)
-        }
-        Command::Touch { key, exptime } => {
-            let extras = exptime_to_wire(*exptime).to_be_bytes();
-            packet(out, op::TOUCH, opaque, 0, &extras, key, None);
-            Some(false)
-        }
-        _ => None,
+    if !matches!(
+        cmd,
+        Command::Store { .. } | Command::Delete { .. } | Command::Touch { .. }
+    ) {
+        return None;
     }
+    let packet = RequestPacket::of(cmd)?.quiet();
+    packet.write(opaque, out);
+    Some(packet.opcode.is_quiet())
 }
 
 /// The timeout of a request of `packets` packets: a batch of many (a
@@ -650,10 +622,7 @@ impl Shape {
                     })
                     .collect(),
             ),
-            Shape::Cas => match Shape::Single.response(packets) {
-                Response::NotStored => Response::NotFound,
-                other => other,
-            },
+            Shape::Cas => binary::cas_reply(Shape::Single.response(packets)),
             Shape::Stats => {
                 let mut pairs = Vec::new();
                 for p in &packets {
@@ -676,114 +645,52 @@ impl Shape {
 /// `*opaque`; `None` (and nothing written) for commands the proxy answers
 /// itself.
 fn encode(cmd: &Command, opaque: &mut u32, out: &mut OutBuf) -> Option<(Expect, u32, Shape)> {
-    let mut one = |out: &mut OutBuf,
-                   opcode: u8,
-                   cas: u64,
-                   extras: &[u8],
-                   key: &[u8],
-                   value: Option<&Bytes>| {
-        let this = *opaque;
-        *opaque = opaque.wrapping_add(1);
-        packet(out, opcode, this, cas, extras, key, value);
-        this
-    };
-    Some(match cmd {
-        Command::Get { keys, touch } => {
-            let extras = touch.map(|e| exptime_to_wire(e).to_be_bytes());
-            let extras: &[u8] = extras.as_ref().map(|e| &e[..]).unwrap_or(&[]);
-            if keys.len() == 1 {
-                let opcode = if touch.is_some() { op::GATK } else { op::GETK };
-                let last = one(out, opcode, 0, extras, &keys[0], None);
-                (Expect::One, last, Shape::Hits)
-            } else {
-                let opcode = if touch.is_some() {
-                    op::GATKQ
-                } else {
-                    op::GETKQ
-                };
-                for key in keys {
-                    one(out, opcode, 0, extras, key, None);
-                }
-                let last = one(out, op::NOOP, 0, &[], &[], None);
-                (Expect::UntilNoop, last, Shape::Hits)
-            }
-        }
+    let (expect, shape) = match cmd {
+        // Not one key (`gat 0` has none): quiet gets, then a no-op.
+        Command::Get { keys, .. } if keys.len() != 1 => (Expect::UntilNoop, Shape::Hits),
+        Command::Get { .. } => (Expect::One, Shape::Hits),
+        Command::Stats { .. } => (Expect::UntilStatEnd, Shape::Stats),
         Command::Store {
-            mode,
-            key,
-            flags,
-            exptime,
-            cas,
-            value,
-        } => {
-            let extras = binary::store_extras(*flags, *exptime);
-            let (opcode, cas, extras, shape): (u8, u64, &[u8], Shape) = match mode {
-                StoreMode::Set => (op::SET, *cas, &extras, Shape::Single),
-                StoreMode::Add => (op::ADD, *cas, &extras, Shape::Single),
-                StoreMode::Replace => (op::REPLACE, *cas, &extras, Shape::Single),
-                StoreMode::Append => (op::APPEND, *cas, &[], Shape::Single),
-                StoreMode::Prepend => (op::PREPEND, *cas, &[], Shape::Single),
-                // Text cas goes as a binary replace carrying the cas: with a
-                // cas, memcached treats every storage opcode as cas, but a
-                // refused (too large) binary *set* also drops the old value,
-                // which a text cas does not. memcached's text cas compares a
-                // cas of 0 like any other and never matches it, while binary
-                // reads 0 as "no cas"; a cas no item can have gives the same
-                // answers (too large, EXISTS or NOT_FOUND) and stores nothing.
-                StoreMode::Cas => (
-                    op::REPLACE,
-                    if *cas == 0 { u64::MAX } else { *cas },
-                    &extras,
-                    Shape::Cas,
-                ),
-            };
-            let last = one(out, opcode, cas, extras, key, Some(value));
-            (Expect::One, last, shape)
-        }
-        Command::Delete { key, cas } => {
-            let last = one(out, op::DELETE, *cas, &[], key, None);
-            (Expect::One, last, Shape::Single)
-        }
-        Command::Touch { key, exptime } => {
-            let extras = exptime_to_wire(*exptime).to_be_bytes();
-            let last = one(out, op::TOUCH, 0, &extras, key, None);
-            (Expect::One, last, Shape::Single)
-        }
-        Command::Arith {
-            key,
-            incr,
-            delta,
-            create,
-        } => {
-            let extras = binary::arith_extras(*delta, *create);
-            let opcode = if *incr { op::INCREMENT } else { op::DECREMENT };
-            let last = one(out, opcode, 0, &extras, key, None);
-            (Expect::One, last, Shape::Single)
-        }
-        Command::Flush { delay } => {
-            // A delay of zero or less flushes now; binary says that with no
-            // extras (a negative one would read as a time long past).
-            let extras = exptime_to_wire(*delay).to_be_bytes();
-            let extras: &[u8] = if *delay > 0 { &extras } else { &[] };
-            let last = one(out, op::FLUSH, 0, extras, &[], None);
-            (Expect::One, last, Shape::Single)
-        }
-        Command::Stats { arg } => {
-            let last = one(out, op::STAT, 0, &[], arg.as_deref().unwrap_or(&[]), None);
-            (Expect::UntilStatEnd, last, Shape::Stats)
-        }
-        Command::Version => {
-            let last = one(out, op::VERSION, 0, &[], &[], None);
-            (Expect::One, last, Shape::Single)
-        }
-        Command::Invalid(Invalid::TooLarge { .. })
-        | Command::Invalid(_)
-        | Command::GetE { .. }
+            mode: StoreMode::Cas,
+            ..
+        } => (Expect::One, Shape::Cas),
+        Command::Store { .. }
+        | Command::Delete { .. }
+        | Command::Touch { .. }
+        | Command::Arith { .. }
+        | Command::Flush { .. }
+        | Command::Version => (Expect::One, Shape::Single),
+        Command::GetE { .. }
         | Command::Verbosity { .. }
         | Command::Admin { .. }
         | Command::Noop
-        | Command::Quit => return None,
-    })
+        | Command::Quit
+        | Command::Meta(_)
+        | Command::Invalid(_) => return None,
+    };
+    let packet = RequestPacket::of(cmd)?;
+    let mut next = || {
+        let this = *opaque;
+        *opaque = opaque.wrapping_add(1);
+        this
+    };
+    let last = match cmd {
+        // Quiet gets, so only hits answer, then a no-op.
+        Command::Get { keys, .. } if keys.len() != 1 => {
+            for key in keys {
+                packet.for_key(key).quiet().write(next(), out);
+            }
+            let last = next();
+            RequestPacket::noop().write(last, out);
+            last
+        }
+        _ => {
+            let last = next();
+            packet.write(last, out);
+            last
+        }
+    };
+    Some((expect, last, shape))
 }
 
 /// Dial memcached (TCP without Nagle's delay).

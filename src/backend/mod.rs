@@ -15,6 +15,7 @@ pub mod chunked;
 pub mod embedded;
 pub mod instrumented;
 pub mod memcached;
+pub mod meta_lane;
 pub mod record;
 pub mod rocksdb;
 pub mod slab_balancer;

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::protocol::meta::{Code, MetaReply, Verb};
 use crate::protocol::{Command, ErrorReply, Response, StoreMode};
 
 /// The `command` label.
@@ -34,12 +35,19 @@ pub enum Cmd {
     /// memcached's admin and inspection commands (`cache_memlimit`, `slabs`,
     /// `lru`, `lru_crawler`), relayed to L1.
     Admin,
+    /// The meta commands: `mg`, `ms`, `md`, `ma`, `mn`, `me`.
+    MetaGet,
+    MetaSet,
+    MetaDelete,
+    MetaArith,
+    MetaNoop,
+    MetaDebug,
     /// Refused while decoding (unknown command, bad line, value too large).
     Invalid,
 }
 
 impl Cmd {
-    pub const ALL: [Cmd; 21] = [
+    pub const ALL: [Cmd; 27] = [
         Cmd::Get,
         Cmd::Gat,
         Cmd::GetE,
@@ -60,6 +68,12 @@ impl Cmd {
         Cmd::Noop,
         Cmd::Quit,
         Cmd::Admin,
+        Cmd::MetaGet,
+        Cmd::MetaSet,
+        Cmd::MetaDelete,
+        Cmd::MetaArith,
+        Cmd::MetaNoop,
+        Cmd::MetaDebug,
         Cmd::Invalid,
     ];
     pub const COUNT: usize = Cmd::ALL.len();
@@ -86,6 +100,12 @@ impl Cmd {
             Cmd::Noop => "noop",
             Cmd::Quit => "quit",
             Cmd::Admin => "admin",
+            Cmd::MetaGet => "mg",
+            Cmd::MetaSet => "ms",
+            Cmd::MetaDelete => "md",
+            Cmd::MetaArith => "ma",
+            Cmd::MetaNoop => "mn",
+            Cmd::MetaDebug => "me",
             Cmd::Invalid => "invalid",
         }
     }
@@ -116,6 +136,14 @@ impl Cmd {
             // A text `stats <group>` reaches L1 as an admin line.
             Command::Admin { line, .. } if line.starts_with(b"stats") => Cmd::Stats,
             Command::Admin { .. } => Cmd::Admin,
+            Command::Meta(m) => match m.verb {
+                Verb::Get => Cmd::MetaGet,
+                Verb::Set => Cmd::MetaSet,
+                Verb::Delete => Cmd::MetaDelete,
+                Verb::Arith => Cmd::MetaArith,
+                Verb::Noop => Cmd::MetaNoop,
+                Verb::Debug => Cmd::MetaDebug,
+            },
             Command::Invalid(_) => Cmd::Invalid,
         }
     }
@@ -183,6 +211,17 @@ impl Outcome {
             Response::Ok | Response::Version(_) | Response::Stats(_) | Response::Nothing => {
                 Outcome::Ok
             }
+            Response::Meta(reply) => match reply {
+                MetaReply::Value { .. } => Outcome::Hit,
+                MetaReply::Status { code, .. } => match code {
+                    Code::Miss | Code::NotFound => Outcome::Miss,
+                    Code::NotStored => Outcome::NotStored,
+                    Code::Exists => Outcome::Exists,
+                    Code::Header => Outcome::Ok,
+                },
+                MetaReply::Noop | MetaReply::Debug { .. } => Outcome::Ok,
+                MetaReply::Error(text) => Outcome::of(&Response::Raw(text.clone()), keys),
+            },
             // memcached's own words: its refusals of the client's line, its
             // failures, or an answer.
             Response::Raw(text) => {

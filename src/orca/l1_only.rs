@@ -5,7 +5,11 @@
 
 use std::sync::Arc;
 
-use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
+use super::{
+    answer_locally, backend_failure, l1_stats, meta_unserved, ready, relay_admin, Admin, Orca,
+    Reply,
+};
+use crate::backend::meta_lane::MetaLane;
 use crate::backend::Backend;
 use crate::metrics::Counters;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response};
@@ -14,6 +18,9 @@ pub struct L1Only<B> {
     l1: B,
     admin: Admin,
     counters: Arc<Counters>,
+    /// Where meta commands go; `None` with `--chunked`, which does not
+    /// serve them.
+    meta: Option<MetaLane>,
 }
 
 impl<B: Backend> L1Only<B> {
@@ -22,6 +29,15 @@ impl<B: Backend> L1Only<B> {
             l1,
             admin,
             counters,
+            meta: None,
+        }
+    }
+
+    /// Serve meta commands over `lane`.
+    pub fn with_meta(self, lane: MetaLane) -> Self {
+        L1Only {
+            meta: Some(lane),
+            ..self
         }
     }
 }
@@ -56,6 +72,20 @@ impl<B: Backend> Orca for L1Only<B> {
             // memcached cannot tell an item's expiry, so GETE has no answer
             // in this mode.
             Command::GetE { .. } => ready(Response::Error(ErrorReply::UnknownCommand)),
+            Command::Meta(m) => {
+                let Some(lane) = &self.meta else {
+                    return ready(meta_unserved());
+                };
+                let call = lane.call((**m).clone());
+                Box::pin(async move {
+                    match call.await {
+                        Ok(Some(reply)) => Response::Meta(reply),
+                        // `q` hid it.
+                        Ok(None) => Response::Nothing,
+                        Err(e) => backend_failure(&e),
+                    }
+                })
+            }
             cmd => {
                 let call = match cmd {
                     Command::Stats { arg } => self.l1.call(&l1_stats(arg)),

@@ -15,6 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::backend::{Backend, BackendError};
 use crate::metrics::{Counters, VERSION};
+use crate::protocol::meta::{MetaReply, Verb};
 use crate::protocol::{Command, ErrorReply, Frame, Invalid, Request, Response};
 use crate::ratelimit::RateLimit;
 
@@ -59,10 +60,22 @@ pub(crate) fn answer_locally(req: &Request, counters: &Counters) -> Option<Respo
             Frame::Text { .. } => Response::Nothing,
         },
         Command::Stats { arg: None } => Response::Stats(counters.stats()),
+        // `mn` only marks its place in the replies, which come back in order.
+        Command::Meta(m) if m.verb == Verb::Noop => Response::Meta(MetaReply::Noop),
         Command::Invalid(Invalid::TooLarge { delete: Some(_) }) => return None,
         Command::Invalid(invalid) => Response::Error(ErrorReply::from_invalid(invalid)),
         _ => return None,
     })
+}
+
+/// The reply to a meta command where rend does not serve them yet: with
+/// L2 (whose records hold no stale or win state) and with `--chunked`
+/// (where memcached's item is not the client's value). `mn` is answered in
+/// every mode.
+pub(crate) fn meta_unserved() -> Response {
+    Response::Error(ErrorReply::Server(Bytes::from_static(
+        b"meta commands are served in l1-only mode without --chunked",
+    )))
 }
 
 /// What to ask memcached for a `stats <arg>`: `stats l1` is memcached's own

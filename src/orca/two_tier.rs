@@ -28,7 +28,10 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
+use super::{
+    answer_locally, backend_failure, l1_stats, meta_unserved, ready, relay_admin, Admin, Orca,
+    Reply,
+};
 use crate::backend::record::{flush_when, server_started, FlushWhen};
 use crate::backend::Backend;
 use crate::locks::KeyLocks;
@@ -709,6 +712,9 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Orca for TwoTier<B1, B2> {
         }
         if let Some(reply) = relay_admin(req, &self.shared.admin) {
             return reply;
+        }
+        if let Command::Meta(_) = req.cmd {
+            return ready(meta_unserved());
         }
         // A one-key get, the common request, gets a future of its own size
         // rather than one sized for every command.

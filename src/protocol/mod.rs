@@ -1,6 +1,7 @@
 //! Wire formats: one protocol-neutral request/response model and its two
 //! encodings, memcached's text protocol ([`text`]) and binary protocol
-//! ([`binary`]).
+//! ([`binary`]); the text decoder reads memcached's meta commands with
+//! [`meta`], their codec.
 //!
 //! Nothing here touches a socket. Decoders are incremental: `Ok(Some(_))`
 //! consumed one frame, `Ok(None)` needs more bytes, and `Err(_)` is a framing
@@ -11,6 +12,7 @@
 
 pub mod binary;
 pub mod expiry;
+pub mod meta;
 pub mod number;
 pub mod out;
 pub mod text;
@@ -126,6 +128,9 @@ pub enum Command {
     },
     Noop,
     Quit,
+    /// Text only: a meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`), its
+    /// flags checked as memcached 1.6.18 checks them.
+    Meta(Box<meta::MetaRequest>),
     /// A request that was refused while decoding; the reply is the error.
     Invalid(Invalid),
 }
@@ -176,6 +181,7 @@ impl Command {
             | Command::Invalid(Invalid::TooLarge { delete: Some(key) }) => {
                 std::slice::from_ref(key)
             }
+            Command::Meta(m) if m.verb != meta::Verb::Noop => std::slice::from_ref(&m.key),
             _ => &[],
         }
     }
@@ -230,6 +236,8 @@ pub enum Response {
     /// memcached's text reply to an admin command (or a text `stats
     /// <group>`), every byte as it sent them, line ends included.
     Raw(Bytes),
+    /// A meta command's reply, as memcached writes it.
+    Meta(meta::MetaReply),
     Error(ErrorReply),
     /// No reply on the wire (quit).
     Nothing,

@@ -705,7 +705,7 @@ fn text_junk() -> impl Strategy<Value = Vec<u8>> {
 fn binary_junk() -> impl Strategy<Value = Vec<u8>> {
     let packet = |opcode: u8, extras: &[u8], key: &[u8], value: &[u8]| {
         let mut out = BytesMut::new();
-        binary::Head::request(opcode, 9, 0).write_packet(&mut out, extras, key, value);
+        binary::Header::request(opcode, 9, 0).write_packet(&mut out, extras, key, value);
         out.to_vec()
     };
     let big = vec![b'v'; SMALL.max_value + 1];
@@ -1108,7 +1108,7 @@ proptest! {
     ) {
         let value = vec![b'v'; SMALL.max_value + over];
         let mut input = BytesMut::new();
-        binary::Head::request(opcode, 7, 0).write_packet(&mut input, &vec![0; extras], &key, &value);
+        binary::Header::request(opcode, 7, 0).write_packet(&mut input, &vec![0; extras], &key, &value);
         binary::encode_request(&next, &mut input);
         let at = cuts(input.len(), &idx);
         let got = feed(

@@ -35,6 +35,7 @@ use crate::metrics::ops::{Classified, ListenerMetrics};
 use crate::metrics::Counters;
 use crate::net::Stream;
 use crate::orca::{Orca, Reply};
+use crate::protocol::meta::Verb;
 use crate::protocol::out::{OutBuf, Sink};
 use crate::protocol::{
     encode_response, Command, Decoder, Frame, FrameError, Limits, Request, Response,
@@ -112,6 +113,8 @@ struct Session<'a> {
     flight: VecDeque<Slot>,
     /// Requests in flight that run alone ([`runs_alone`]).
     alone: usize,
+    /// Requests in flight on the meta lane ([`on_meta_lane`]).
+    meta: usize,
     lookups: usize,
     held: usize,
     /// Reply bytes expected per key looked up.
@@ -218,6 +221,7 @@ impl<'a> Session<'a> {
             out: OutBuf::default(),
             flight: VecDeque::new(),
             alone: 0,
+            meta: 0,
             lookups: 0,
             held: 0,
             estimate: (settings.max_bytes / FIRST_ESTIMATE_DIVISOR).max(64),
@@ -401,6 +405,13 @@ impl<'a> Session<'a> {
         if self.alone > 0 || runs_alone(cmd) {
             return false;
         }
+        // Meta commands reach memcached on a connection of their own: a
+        // meta command waits for the client's other requests in flight, and
+        // the others wait for it.
+        let meta = on_meta_lane(cmd);
+        if (meta && self.meta < self.flight.len()) || (!meta && self.meta > 0) {
+            return false;
+        }
         if !self.by_keys {
             return true;
         }
@@ -424,6 +435,7 @@ impl<'a> Session<'a> {
         self.lookups += lookups;
         self.held += cost;
         self.alone += usize::from(runs_alone(&req.cmd));
+        self.meta += usize::from(on_meta_lane(&req.cmd));
         self.progress();
         self.flight.push_back(Slot {
             req,
@@ -472,6 +484,7 @@ impl<'a> Session<'a> {
             self.lookups -= slot.lookups;
             self.held -= slot.cost;
             self.alone -= usize::from(runs_alone(&slot.req.cmd));
+            self.meta -= usize::from(on_meta_lane(&slot.req.cmd));
             self.progress();
             let before = self.out.len();
             match slot.piece.take() {
@@ -518,8 +531,16 @@ impl<'a> Session<'a> {
 fn request_cost(cmd: &Command) -> usize {
     match cmd {
         Command::Store { value, .. } => value.len(),
+        Command::Meta(m) => m.value.as_ref().map_or(0, Bytes::len),
         _ => 0,
     }
+}
+
+/// Meta commands other than `mn` (which rend answers itself); in
+/// `l1-only` they go to memcached on the meta lane
+/// ([`crate::backend::meta_lane`]).
+fn on_meta_lane(cmd: &Command) -> bool {
+    matches!(cmd, Command::Meta(m) if m.verb != Verb::Noop)
 }
 
 /// Requests that go to memcached on a connection of their own (the admin

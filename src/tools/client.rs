@@ -42,38 +42,19 @@ pub async fn connect(addr: &ServerAddr) -> std::io::Result<(Reader, Writer)> {
 }
 
 /// The frame a request is sent with in `protocol`. Binary requests use the
-/// non-quiet opcodes so every request gets exactly one reply.
+/// loud opcodes so every request gets exactly one reply.
 pub fn frame_for(protocol: Protocol, req: &crate::protocol::Command, with_cas: bool) -> Frame {
-    use crate::protocol::{binary::op, Command, StoreMode};
     match protocol {
         Protocol::Text => Frame::Text {
             noreply: false,
             cas: with_cas,
         },
         Protocol::Binary => {
-            let opcode = match req {
-                Command::Get { touch: None, .. } => op::GETK,
-                Command::Get { touch: Some(_), .. } => op::GATK,
-                Command::GetE { .. } => op::GETE,
-                Command::Store { mode, .. } => match mode {
-                    StoreMode::Set | StoreMode::Cas => op::SET,
-                    StoreMode::Add => op::ADD,
-                    StoreMode::Replace => op::REPLACE,
-                    StoreMode::Append => op::APPEND,
-                    StoreMode::Prepend => op::PREPEND,
-                },
-                Command::Delete { .. } => op::DELETE,
-                Command::Touch { .. } => op::TOUCH,
-                Command::Arith { incr: true, .. } => op::INCREMENT,
-                Command::Arith { incr: false, .. } => op::DECREMENT,
-                Command::Flush { .. } => op::FLUSH,
-                Command::Version => op::VERSION,
-                Command::Verbosity { .. } => op::VERBOSITY,
-                Command::Stats { .. } => op::STAT,
-                Command::Noop | Command::Invalid(_) | Command::Admin { .. } => op::NOOP,
-                Command::Quit => op::QUIT,
-            };
-            Frame::Binary { opcode, opaque: 0 }
+            let opcode = binary::RequestPacket::of(req).map_or(binary::Opcode::Noop, |p| p.opcode);
+            Frame::Binary {
+                opcode: opcode.into(),
+                opaque: 0,
+            }
         }
     }
 }
@@ -109,7 +90,7 @@ impl ReplyReader {
             let decoded = match req.frame {
                 Frame::Text { .. } => text::decode_response(req, &mut self.buf),
                 Frame::Binary { .. } => binary::decode_packet(&mut self.buf, self.max_body)
-                    .map(|p| p.map(|p| binary::response_from_packet(&p))),
+                    .map(|p| p.map(|p| binary_reply(req, &p))),
             };
             match decoded {
                 Ok(Some(resp)) => return Ok(resp),
@@ -120,6 +101,18 @@ impl ReplyReader {
                 return Err(ClientError::Closed);
             }
         }
+    }
+}
+
+/// The reply a binary packet carries to `req`.
+fn binary_reply(req: &Request, p: &binary::Packet) -> Response {
+    let resp = binary::response_from_packet(p);
+    match req.cmd {
+        crate::protocol::Command::Store {
+            mode: crate::protocol::StoreMode::Cas,
+            ..
+        } => binary::cas_reply(resp),
+        _ => resp,
     }
 }
 

@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::protocol::meta::{self, After, MetaRequest};
 use crate::protocol::number::{parse_i32, parse_u32, parse_u64};
 use crate::protocol::{
     msg, Command, Frame, FrameError, Invalid, Limits, Request, StoreMode, MAX_KEY_LEN,
@@ -20,6 +21,9 @@ enum State {
     /// A storage command whose line parsed: waiting for `len` bytes of data
     /// plus `\r\n`. The line is not parsed again when more bytes arrive.
     Data { head: StoreHead, len: usize },
+    /// An `ms` whose line parsed: waiting for `len` bytes of data plus
+    /// `\r\n`.
+    MetaData { req: Box<MetaRequest>, len: usize },
     /// Discarding the data block of a refused storage command.
     Swallow { remaining: usize },
     /// A `get`/`gets` line longer than `max_line`, decoded in segments: the
@@ -101,6 +105,18 @@ impl RequestDecoder {
                             unreachable!("matched above")
                         };
                         Step::Done(Some(data_request(head, len, buf)))
+                    }
+                }
+                State::MetaData { len, .. } => {
+                    if buf.len() < *len + 2 {
+                        Step::Done(None)
+                    } else {
+                        let State::MetaData { req, len } =
+                            std::mem::replace(&mut self.state, State::Line { scanned: 0 })
+                        else {
+                            unreachable!("matched above")
+                        };
+                        Step::Done(Some(meta_data_request(req, len, buf)))
                     }
                 }
                 State::GetFailed { swallow } => {
@@ -273,6 +289,9 @@ impl RequestDecoder {
     /// Parse one complete line (newline included). `Ok(None)` means a
     /// storage command is now waiting for its data block.
     fn parse_line(&mut self, line: Bytes) -> Result<Option<Request>, FrameError> {
+        if meta::is_meta(&line) {
+            return self.parse_meta(line);
+        }
         let line = CommandLine::new(line.slice(..trim_line_end(&line)));
         if line.count() == 0 || line.get(0).len() < 2 {
             return Ok(Some(unknown_command()));
@@ -352,6 +371,53 @@ impl RequestDecoder {
             }
         }
     }
+}
+
+impl RequestDecoder {
+    /// A meta command's line (see [`meta::parse`]): an `ms` then waits for
+    /// its data block (`Ok(None)`); a refused line leaves the stream as
+    /// the refusal says (go on, discard a data block, or close).
+    fn parse_meta(&mut self, line: Bytes) -> Result<Option<Request>, FrameError> {
+        match meta::parse(&line, &self.limits) {
+            Ok(req) if req.verb == meta::Verb::Set => {
+                let len = req.datalen.unwrap_or(0);
+                self.state = State::MetaData {
+                    req: Box::new(req),
+                    len,
+                };
+                Ok(None)
+            }
+            Ok(req) => Ok(Some(text_request(Command::Meta(Box::new(req)), false))),
+            Err(e) => {
+                let refused = text_request(Command::Invalid(e.to_invalid()), false);
+                match e.next {
+                    After::Continue => Ok(Some(refused)),
+                    After::Swallow(n) => {
+                        self.state = State::Swallow { remaining: n };
+                        Ok(Some(refused))
+                    }
+                    After::Close => {
+                        let mut reply = BytesMut::new();
+                        e.encode(&mut reply);
+                        Err(FrameError {
+                            reason: "bad meta data length",
+                            reply: Some(reply.freeze()),
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An `ms` with its data block, now in `buf`.
+fn meta_data_request(mut req: Box<MetaRequest>, len: usize, buf: &mut BytesMut) -> Request {
+    let block = buf.split_to(len + 2).freeze();
+    let cmd = match req.attach_value(block) {
+        Ok(()) => Command::Meta(req),
+        Err(e) => Command::Invalid(e.to_invalid()),
+    };
+    text_request(cmd, false)
 }
 
 /// A command line without its line end, and where its tokens are.

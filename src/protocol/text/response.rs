@@ -45,6 +45,7 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
             out.emit(b"END\r\n");
         }
         Response::Raw(bytes) => out.emit_shared(bytes),
+        Response::Meta(reply) => reply.encode(out),
         Response::Error(e) => encode_error(e, out),
         Response::Nothing => {}
     }

@@ -15,47 +15,54 @@ use super::{
     MAX_KEY_LEN,
 };
 
+mod opcode;
+
+pub use opcode::{cas_reply, Opcode, RequestPacket};
+
 pub const REQ_MAGIC: u8 = 0x80;
 pub const RES_MAGIC: u8 = 0x81;
 pub const HEADER_LEN: usize = 24;
 
+/// The opcodes as wire bytes, for matching a frame's `u8` (the values
+/// are [`Opcode`]'s).
 pub mod op {
-    pub const GET: u8 = 0x00;
-    pub const SET: u8 = 0x01;
-    pub const ADD: u8 = 0x02;
-    pub const REPLACE: u8 = 0x03;
-    pub const DELETE: u8 = 0x04;
-    pub const INCREMENT: u8 = 0x05;
-    pub const DECREMENT: u8 = 0x06;
-    pub const QUIT: u8 = 0x07;
-    pub const FLUSH: u8 = 0x08;
-    pub const GETQ: u8 = 0x09;
-    pub const NOOP: u8 = 0x0a;
-    pub const VERSION: u8 = 0x0b;
-    pub const GETK: u8 = 0x0c;
-    pub const GETKQ: u8 = 0x0d;
-    pub const APPEND: u8 = 0x0e;
-    pub const PREPEND: u8 = 0x0f;
-    pub const STAT: u8 = 0x10;
-    pub const SETQ: u8 = 0x11;
-    pub const ADDQ: u8 = 0x12;
-    pub const REPLACEQ: u8 = 0x13;
-    pub const DELETEQ: u8 = 0x14;
-    pub const INCREMENTQ: u8 = 0x15;
-    pub const DECREMENTQ: u8 = 0x16;
-    pub const QUITQ: u8 = 0x17;
-    pub const FLUSHQ: u8 = 0x18;
-    pub const APPENDQ: u8 = 0x19;
-    pub const PREPENDQ: u8 = 0x1a;
-    pub const VERBOSITY: u8 = 0x1b;
-    pub const TOUCH: u8 = 0x1c;
-    pub const GAT: u8 = 0x1d;
-    pub const GATQ: u8 = 0x1e;
-    pub const GATK: u8 = 0x23;
-    pub const GATKQ: u8 = 0x24;
-    /// Rend's get with expiry: extras are flags and absolute expiry.
-    pub const GETE: u8 = 0x40;
-    pub const GETEQ: u8 = 0x41;
+    use super::Opcode;
+
+    pub const GET: u8 = Opcode::Get as u8;
+    pub const SET: u8 = Opcode::Set as u8;
+    pub const ADD: u8 = Opcode::Add as u8;
+    pub const REPLACE: u8 = Opcode::Replace as u8;
+    pub const DELETE: u8 = Opcode::Delete as u8;
+    pub const INCREMENT: u8 = Opcode::Increment as u8;
+    pub const DECREMENT: u8 = Opcode::Decrement as u8;
+    pub const QUIT: u8 = Opcode::Quit as u8;
+    pub const FLUSH: u8 = Opcode::Flush as u8;
+    pub const GETQ: u8 = Opcode::GetQ as u8;
+    pub const NOOP: u8 = Opcode::Noop as u8;
+    pub const VERSION: u8 = Opcode::Version as u8;
+    pub const GETK: u8 = Opcode::GetK as u8;
+    pub const GETKQ: u8 = Opcode::GetKQ as u8;
+    pub const APPEND: u8 = Opcode::Append as u8;
+    pub const PREPEND: u8 = Opcode::Prepend as u8;
+    pub const STAT: u8 = Opcode::Stat as u8;
+    pub const SETQ: u8 = Opcode::SetQ as u8;
+    pub const ADDQ: u8 = Opcode::AddQ as u8;
+    pub const REPLACEQ: u8 = Opcode::ReplaceQ as u8;
+    pub const DELETEQ: u8 = Opcode::DeleteQ as u8;
+    pub const INCREMENTQ: u8 = Opcode::IncrementQ as u8;
+    pub const DECREMENTQ: u8 = Opcode::DecrementQ as u8;
+    pub const QUITQ: u8 = Opcode::QuitQ as u8;
+    pub const FLUSHQ: u8 = Opcode::FlushQ as u8;
+    pub const APPENDQ: u8 = Opcode::AppendQ as u8;
+    pub const PREPENDQ: u8 = Opcode::PrependQ as u8;
+    pub const VERBOSITY: u8 = Opcode::Verbosity as u8;
+    pub const TOUCH: u8 = Opcode::Touch as u8;
+    pub const GAT: u8 = Opcode::Gat as u8;
+    pub const GATQ: u8 = Opcode::GatQ as u8;
+    pub const GATK: u8 = Opcode::GatK as u8;
+    pub const GATKQ: u8 = Opcode::GatKQ as u8;
+    pub const GETE: u8 = Opcode::GetE as u8;
+    pub const GETEQ: u8 = Opcode::GetEQ as u8;
 }
 
 pub mod status {
@@ -103,37 +110,10 @@ pub struct Packet {
     pub value: Bytes,
 }
 
-/// The header fields, read without consuming anything.
+/// A packet's header fields other than the lengths, which
+/// [`Header::write`] computes and [`Header::read`] returns apart.
 #[derive(Clone, Copy, Debug)]
-struct Header {
-    magic: u8,
-    opcode: u8,
-    keylen: usize,
-    extlen: usize,
-    status: u16,
-    bodylen: usize,
-    opaque: u32,
-    cas: u64,
-}
-
-fn read_header(buf: &[u8]) -> Header {
-    let b = |i: usize| buf[i];
-    Header {
-        magic: b(0),
-        opcode: b(1),
-        keylen: usize::from(u16::from_be_bytes([b(2), b(3)])),
-        extlen: usize::from(b(4)),
-        status: u16::from_be_bytes([b(6), b(7)]),
-        bodylen: u32::from_be_bytes([b(8), b(9), b(10), b(11)]) as usize,
-        opaque: u32::from_be_bytes([b(12), b(13), b(14), b(15)]),
-        cas: u64::from_be_bytes([b(16), b(17), b(18), b(19), b(20), b(21), b(22), b(23)]),
-    }
-}
-
-/// A packet's header fields other than the lengths, which [`Head::write`]
-/// computes.
-#[derive(Clone, Copy, Debug)]
-pub struct Head {
+pub struct Header {
     pub magic: u8,
     pub opcode: u8,
     pub status: u16,
@@ -141,10 +121,37 @@ pub struct Head {
     pub cas: u64,
 }
 
-impl Head {
+/// The lengths a header declares.
+#[derive(Clone, Copy, Debug)]
+struct Lens {
+    key: usize,
+    extras: usize,
+    body: usize,
+}
+
+impl Header {
+    /// The header at the front of `buf` (at least [`HEADER_LEN`] bytes),
+    /// read without consuming anything.
+    fn read(buf: &[u8]) -> (Header, Lens) {
+        let b = |i: usize| buf[i];
+        let header = Header {
+            magic: b(0),
+            opcode: b(1),
+            status: u16::from_be_bytes([b(6), b(7)]),
+            opaque: u32::from_be_bytes([b(12), b(13), b(14), b(15)]),
+            cas: u64::from_be_bytes([b(16), b(17), b(18), b(19), b(20), b(21), b(22), b(23)]),
+        };
+        let lens = Lens {
+            key: usize::from(u16::from_be_bytes([b(2), b(3)])),
+            extras: usize::from(b(4)),
+            body: u32::from_be_bytes([b(8), b(9), b(10), b(11)]) as usize,
+        };
+        (header, lens)
+    }
+
     /// A request's header: no status.
-    pub fn request(opcode: u8, opaque: u32, cas: u64) -> Head {
-        Head {
+    pub fn request(opcode: u8, opaque: u32, cas: u64) -> Header {
+        Header {
             magic: REQ_MAGIC,
             opcode,
             status: 0,
@@ -199,7 +206,7 @@ impl Head {
 
 impl Packet {
     pub fn encode(&self, out: &mut BytesMut) {
-        let head = Head {
+        let head = Header {
             magic: self.magic,
             opcode: self.opcode,
             status: self.status,
@@ -216,24 +223,24 @@ pub fn decode_packet(buf: &mut BytesMut, max_body: usize) -> Result<Option<Packe
     if buf.len() < HEADER_LEN {
         return Ok(None);
     }
-    let h = read_header(buf);
+    let (h, lens) = Header::read(buf);
     if h.magic != REQ_MAGIC && h.magic != RES_MAGIC {
         return Err(FrameError::close("bad magic byte"));
     }
-    if h.keylen + h.extlen > h.bodylen {
+    if lens.key + lens.extras > lens.body {
         return Err(FrameError::close("key and extras longer than the body"));
     }
-    if h.bodylen > max_body {
+    if lens.body > max_body {
         return Err(FrameError::close("packet body too large"));
     }
-    if buf.len() < HEADER_LEN + h.bodylen {
-        buf.reserve(HEADER_LEN + h.bodylen - buf.len());
+    if buf.len() < HEADER_LEN + lens.body {
+        buf.reserve(HEADER_LEN + lens.body - buf.len());
         return Ok(None);
     }
-    let mut p = buf.split_to(HEADER_LEN + h.bodylen).freeze();
+    let mut p = buf.split_to(HEADER_LEN + lens.body).freeze();
     p.advance(HEADER_LEN);
-    let extras = p.split_to(h.extlen);
-    let key = p.split_to(h.keylen);
+    let extras = p.split_to(lens.extras);
+    let key = p.split_to(lens.key);
     Ok(Some(Packet {
         magic: h.magic,
         opcode: h.opcode,
@@ -269,33 +276,6 @@ pub fn arith_extras(delta: u64, create: Option<(u64, i64)>) -> [u8; 20] {
     extras
 }
 
-/// The quiet form of an opcode suppresses its success reply (gets: its miss).
-pub fn is_quiet(opcode: u8) -> bool {
-    matches!(
-        opcode,
-        op::GETQ
-            | op::GETKQ
-            | op::SETQ
-            | op::ADDQ
-            | op::REPLACEQ
-            | op::DELETEQ
-            | op::INCREMENTQ
-            | op::DECREMENTQ
-            | op::QUITQ
-            | op::FLUSHQ
-            | op::APPENDQ
-            | op::PREPENDQ
-            | op::GATQ
-            | op::GATKQ
-            | op::GETEQ
-    )
-}
-
-/// Opcodes whose replies carry the key.
-fn returns_key(opcode: u8) -> bool {
-    matches!(opcode, op::GETK | op::GETKQ | op::GATK | op::GATKQ)
-}
-
 #[derive(Debug)]
 enum State {
     Header,
@@ -311,7 +291,7 @@ pub struct RequestDecoder {
 
 fn error_packet(h: &Header, code: u16) -> Bytes {
     let mut out = BytesMut::new();
-    let head = Head {
+    let head = Header {
         magic: RES_MAGIC,
         opcode: h.opcode,
         status: code,
@@ -343,12 +323,12 @@ impl RequestDecoder {
         if buf.len() < HEADER_LEN {
             return Ok(None);
         }
-        let h = read_header(buf);
+        let (h, lens) = Header::read(buf);
         if h.magic != REQ_MAGIC {
             return Err(FrameError::close("bad magic byte"));
         }
         // memcached's first check, before anything is subtracted.
-        if h.keylen + h.extlen > h.bodylen {
+        if lens.key + lens.extras > lens.body {
             return Err(FrameError {
                 reason: "key and extras longer than the body",
                 reply: Some(error_packet(&h, status::UNKNOWN_COMMAND)),
@@ -362,37 +342,21 @@ impl RequestDecoder {
             reason: "invalid binary request",
             reply: Some(error_packet(&h, status::EINVAL)),
         };
-        if h.keylen > MAX_KEY_LEN {
+        if lens.key > MAX_KEY_LEN {
             return Err(invalid_args());
         }
-        let (k, e, b) = (h.keylen, h.extlen, h.bodylen);
-        let valid = match h.opcode {
-            op::VERSION | op::NOOP | op::QUIT | op::QUITQ => e == 0 && k == 0 && b == 0,
-            op::FLUSH | op::FLUSHQ => k == 0 && b == e && (e == 0 || e == 4),
-            op::SET | op::SETQ | op::ADD | op::ADDQ | op::REPLACE | op::REPLACEQ => {
-                e == 8 && k != 0
-            }
-            op::GET | op::GETQ | op::GETK | op::GETKQ | op::GETE | op::GETEQ => {
-                e == 0 && k > 0 && b == k
-            }
-            op::DELETE | op::DELETEQ => e == 0 && k > 0 && b == k,
-            op::INCREMENT | op::INCREMENTQ | op::DECREMENT | op::DECREMENTQ => {
-                e == 20 && k > 0 && b == k + e
-            }
-            op::APPEND | op::APPENDQ | op::PREPEND | op::PREPENDQ => e == 0 && k > 0,
-            op::STAT => e == 0 && b == k,
-            op::TOUCH | op::GAT | op::GATQ | op::GATK | op::GATKQ => e == 4 && k > 0 && b == k + 4,
-            _ => {
-                // Unknown (VERBOSITY 0x1b too: memcached 1.6.18 does not
-                // dispatch it): answer and discard the whole body.
-                buf.advance(HEADER_LEN);
-                self.state = State::Swallow { remaining: b };
-                return Ok(Some(Request {
-                    cmd: Command::Invalid(Invalid::UnknownCommand),
-                    frame,
-                }));
-            }
+        let (k, e, b) = (lens.key, lens.extras, lens.body);
+        // Unknown (VERBOSITY 0x1b too: memcached 1.6.18 does not dispatch
+        // it): answer and discard the whole body.
+        let Some(opcode) = Opcode::from_wire(h.opcode).filter(|o| *o != Opcode::Verbosity) else {
+            buf.advance(HEADER_LEN);
+            self.state = State::Swallow { remaining: b };
+            return Ok(Some(Request {
+                cmd: Command::Invalid(Invalid::UnknownCommand),
+                frame,
+            }));
         };
+        let valid = lens_valid(opcode, lens);
         if !valid {
             return Err(invalid_args());
         }
@@ -407,7 +371,7 @@ impl RequestDecoder {
             self.state = State::Swallow {
                 remaining: value_len,
             };
-            let delete = matches!(h.opcode, op::SET | op::SETQ).then_some(key);
+            let delete = (opcode.loud() == Opcode::Set).then_some(key);
             return Ok(Some(Request {
                 cmd: Command::Invalid(Invalid::TooLarge { delete }),
                 frame,
@@ -422,71 +386,83 @@ impl RequestDecoder {
         let extras = body.split_to(e);
         let key = body.split_to(k);
         let value = body;
-        let u32_at =
-            |i: usize| u32::from_be_bytes([extras[i], extras[i + 1], extras[i + 2], extras[i + 3]]);
-        let u64_at = |i: usize| (u64::from(u32_at(i)) << 32) | u64::from(u32_at(i + 4));
-        let cmd = match h.opcode {
-            op::GET | op::GETQ | op::GETK | op::GETKQ => Command::Get {
-                keys: vec![key],
-                touch: None,
-            },
-            op::GAT | op::GATQ | op::GATK | op::GATKQ => Command::Get {
-                keys: vec![key],
-                touch: Some(i64::from(u32_at(0))),
-            },
-            op::GETE | op::GETEQ => Command::GetE { key },
-            op::TOUCH => Command::Touch {
-                key,
-                exptime: i64::from(u32_at(0)),
-            },
-            op::SET | op::SETQ | op::ADD | op::ADDQ | op::REPLACE | op::REPLACEQ => {
-                let mode = match h.opcode {
-                    op::SET | op::SETQ => StoreMode::Set,
-                    op::ADD | op::ADDQ => StoreMode::Add,
-                    _ => StoreMode::Replace,
-                };
-                Command::Store {
-                    mode,
-                    key,
-                    flags: u32_at(0),
-                    exptime: i64::from(u32_at(4)),
-                    cas: h.cas,
-                    value,
-                }
-            }
-            op::APPEND | op::APPENDQ | op::PREPEND | op::PREPENDQ => Command::Store {
-                mode: if matches!(h.opcode, op::APPEND | op::APPENDQ) {
-                    StoreMode::Append
-                } else {
-                    StoreMode::Prepend
-                },
-                key,
-                flags: 0,
-                exptime: 0,
-                cas: h.cas,
-                value,
-            },
-            op::DELETE | op::DELETEQ => Command::Delete { key, cas: h.cas },
-            op::INCREMENT | op::INCREMENTQ | op::DECREMENT | op::DECREMENTQ => {
-                let expiry = u32_at(16);
-                Command::Arith {
-                    key,
-                    incr: matches!(h.opcode, op::INCREMENT | op::INCREMENTQ),
-                    delta: u64_at(0),
-                    create: (expiry != u32::MAX).then(|| (u64_at(8), i64::from(expiry))),
-                }
-            }
-            op::FLUSH | op::FLUSHQ => Command::Flush {
-                delay: if e == 4 { i64::from(u32_at(0)) } else { 0 },
-            },
-            op::STAT => Command::Stats {
-                arg: (!key.is_empty()).then_some(key),
-            },
-            op::NOOP => Command::Noop,
-            op::VERSION => Command::Version,
-            _ => Command::Quit,
-        };
+        let cmd = command(opcode, &h, &extras, key, value);
         Ok(Some(Request { cmd, frame }))
+    }
+}
+
+/// Whether a request's lengths are ones memcached 1.6.18 accepts for its
+/// opcode (anything else is "Invalid arguments").
+fn lens_valid(opcode: Opcode, lens: Lens) -> bool {
+    let (k, e, b) = (lens.key, lens.extras, lens.body);
+    match opcode.loud() {
+        Opcode::Version | Opcode::Noop | Opcode::Quit => e == 0 && k == 0 && b == 0,
+        Opcode::Flush => k == 0 && b == e && (e == 0 || e == 4),
+        Opcode::Set | Opcode::Add | Opcode::Replace => e == 8 && k != 0,
+        Opcode::Get | Opcode::GetK | Opcode::GetE | Opcode::Delete => e == 0 && k > 0 && b == k,
+        Opcode::Increment | Opcode::Decrement => e == 20 && k > 0 && b == k + e,
+        Opcode::Append | Opcode::Prepend => e == 0 && k > 0,
+        Opcode::Stat => e == 0 && b == k,
+        Opcode::Touch | Opcode::Gat | Opcode::GatK => e == 4 && k > 0 && b == k + 4,
+        _ => false,
+    }
+}
+
+/// The command a whole, valid request packet carries.
+fn command(opcode: Opcode, h: &Header, extras: &[u8], key: Bytes, value: Bytes) -> Command {
+    let u32_at =
+        |i: usize| u32::from_be_bytes([extras[i], extras[i + 1], extras[i + 2], extras[i + 3]]);
+    let u64_at = |i: usize| (u64::from(u32_at(i)) << 32) | u64::from(u32_at(i + 4));
+    let store = |mode, flags, exptime| Command::Store {
+        mode,
+        key: key.clone(),
+        flags,
+        exptime,
+        cas: h.cas,
+        value: value.clone(),
+    };
+    match opcode.loud() {
+        Opcode::Get | Opcode::GetK => Command::Get {
+            keys: vec![key],
+            touch: None,
+        },
+        Opcode::Gat | Opcode::GatK => Command::Get {
+            keys: vec![key],
+            touch: Some(i64::from(u32_at(0))),
+        },
+        Opcode::GetE => Command::GetE { key },
+        Opcode::Touch => Command::Touch {
+            key,
+            exptime: i64::from(u32_at(0)),
+        },
+        Opcode::Set => store(StoreMode::Set, u32_at(0), i64::from(u32_at(4))),
+        Opcode::Add => store(StoreMode::Add, u32_at(0), i64::from(u32_at(4))),
+        Opcode::Replace => store(StoreMode::Replace, u32_at(0), i64::from(u32_at(4))),
+        Opcode::Append => store(StoreMode::Append, 0, 0),
+        Opcode::Prepend => store(StoreMode::Prepend, 0, 0),
+        Opcode::Delete => Command::Delete { key, cas: h.cas },
+        Opcode::Increment | Opcode::Decrement => {
+            let expiry = u32_at(16);
+            Command::Arith {
+                key,
+                incr: opcode.loud() == Opcode::Increment,
+                delta: u64_at(0),
+                create: (expiry != u32::MAX).then(|| (u64_at(8), i64::from(expiry))),
+            }
+        }
+        Opcode::Flush => Command::Flush {
+            delay: if extras.len() == 4 {
+                i64::from(u32_at(0))
+            } else {
+                0
+            },
+        },
+        Opcode::Stat => Command::Stats {
+            arg: (!key.is_empty()).then_some(key),
+        },
+        Opcode::Noop => Command::Noop,
+        Opcode::Version => Command::Version,
+        _ => Command::Quit,
     }
 }
 
@@ -495,8 +471,10 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
     let Frame::Binary { opcode, opaque } = req.frame else {
         return;
     };
-    let quiet = is_quiet(opcode);
-    let head = |status: u16, cas: u64| Head {
+    let known = Opcode::from_wire(opcode);
+    let quiet = known.is_some_and(Opcode::is_quiet);
+    let returns_key = known.is_some_and(Opcode::returns_key);
+    let head = |status: u16, cas: u64| Header {
         magic: RES_MAGIC,
         opcode,
         status,
@@ -517,7 +495,7 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
     match resp {
         Response::Values(values) => match values.first() {
             Some(v) => {
-                let key: &[u8] = if returns_key(opcode) { &v.key } else { &[] };
+                let key: &[u8] = if returns_key { &v.key } else { &[] };
                 head(status::OK, v.cas).write_shared(out, &v.flags.to_be_bytes(), key, &v.data);
             }
             None => miss(req, opcode, opaque, quiet, out),
@@ -537,9 +515,9 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
         Response::Numeric { .. } => {}
         Response::NotStored => fail(
             out,
-            match opcode {
-                op::ADD | op::ADDQ => status::KEY_EEXISTS,
-                op::REPLACE | op::REPLACEQ => status::KEY_ENOENT,
+            match known.map(Opcode::loud) {
+                Some(Opcode::Add) => status::KEY_EEXISTS,
+                Some(Opcode::Replace) => status::KEY_ENOENT,
                 _ => status::NOT_STORED,
             },
         ),
@@ -553,22 +531,9 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
             ok(out, 0, &[], &[], &[]);
         }
         // A text reply has no binary form; only text requests get one.
-        Response::Raw(_) => fail(out, status::UNKNOWN_COMMAND),
+        Response::Raw(_) | Response::Meta(_) => fail(out, status::UNKNOWN_COMMAND),
         Response::Error(e) => {
-            let (code, text): (u16, &[u8]) = match e {
-                ErrorReply::UnknownCommand => (status::UNKNOWN_COMMAND, b""),
-                ErrorReply::Client(_) | ErrorReply::BadDataChunk => (status::EINVAL, b""),
-                ErrorReply::TooLarge => (status::E2BIG, b""),
-                ErrorReply::NonNumeric => (status::DELTA_BADVAL, b""),
-                ErrorReply::OutOfMemory => (status::ENOMEM, b""),
-                ErrorReply::Server(m) => (status::ETMPFAIL, m),
-                ErrorReply::Status(code, m) => (*code, m),
-            };
-            let text = if text.is_empty() {
-                status_message(code)
-            } else {
-                text
-            };
+            let (code, text) = error_status(e);
             head(code, 0).write(out, &[], &[], text.len());
             out.emit(text);
         }
@@ -576,18 +541,36 @@ pub fn encode_response<S: Sink + ?Sized>(req: &Request, resp: &Response, out: &m
     }
 }
 
+/// The status and message an error reply is sent with.
+fn error_status(e: &ErrorReply) -> (u16, &[u8]) {
+    let (code, text): (u16, &[u8]) = match e {
+        ErrorReply::UnknownCommand => (status::UNKNOWN_COMMAND, b""),
+        ErrorReply::Client(_) | ErrorReply::BadDataChunk => (status::EINVAL, b""),
+        ErrorReply::TooLarge => (status::E2BIG, b""),
+        ErrorReply::NonNumeric => (status::DELTA_BADVAL, b""),
+        ErrorReply::OutOfMemory => (status::ENOMEM, b""),
+        ErrorReply::Server(m) => (status::ETMPFAIL, m),
+        ErrorReply::Status(code, m) => (*code, m),
+    };
+    if text.is_empty() {
+        (code, status_message(code))
+    } else {
+        (code, text)
+    }
+}
+
 fn miss<S: Sink + ?Sized>(req: &Request, opcode: u8, opaque: u32, quiet: bool, out: &mut S) {
     if quiet {
         return;
     }
-    let head = Head {
+    let head = Header {
         magic: RES_MAGIC,
         opcode,
         status: status::KEY_ENOENT,
         opaque,
         cas: 0,
     };
-    if returns_key(opcode) {
+    if Opcode::from_wire(opcode).is_some_and(Opcode::returns_key) {
         // memcached 1.6.18 sends the key once, in the key field (the body is
         // the key and nothing else).
         let key = req.cmd.keys().first().map(|k| &k[..]).unwrap_or(&[]);
@@ -605,47 +588,8 @@ pub fn encode_request(req: &Request, out: &mut BytesMut) {
     let Frame::Binary { opcode, opaque } = req.frame else {
         return;
     };
-    let w = |out: &mut BytesMut, cas: u64, extras: &[u8], key: &[u8], value: &[u8]| {
-        let head = Head::request(opcode, opaque, cas);
-        head.write_packet(out, extras, key, value)
-    };
-    let wire = super::expiry::to_wire;
-    match &req.cmd {
-        Command::Get { keys, touch } => {
-            let key = keys.first().map(|k| &k[..]).unwrap_or(&[]);
-            match touch {
-                Some(e) => w(out, 0, &wire(*e).to_be_bytes(), key, &[]),
-                None => w(out, 0, &[], key, &[]),
-            }
-        }
-        Command::GetE { key } => w(out, 0, &[], key, &[]),
-        Command::Store {
-            mode,
-            key,
-            flags,
-            exptime,
-            cas,
-            value,
-        } => match mode {
-            StoreMode::Append | StoreMode::Prepend => w(out, *cas, &[], key, value),
-            _ => w(out, *cas, &store_extras(*flags, *exptime), key, value),
-        },
-        Command::Delete { key, cas } => w(out, *cas, &[], key, &[]),
-        Command::Touch { key, exptime } => w(out, 0, &wire(*exptime).to_be_bytes(), key, &[]),
-        Command::Arith {
-            key, delta, create, ..
-        } => w(out, 0, &arith_extras(*delta, *create), key, &[]),
-        Command::Flush { delay } => {
-            if *delay == 0 {
-                w(out, 0, &[], &[], &[])
-            } else {
-                w(out, 0, &wire(*delay).to_be_bytes(), &[], &[])
-            }
-        }
-        Command::Verbosity { level } => w(out, 0, &level.to_be_bytes(), &[], &[]),
-        Command::Stats { arg } => w(out, 0, &[], arg.as_deref().unwrap_or(&[]), &[]),
-        Command::Noop | Command::Version | Command::Quit => w(out, 0, &[], &[], &[]),
-        Command::Invalid(_) | Command::Admin { .. } => {}
+    if let Some(packet) = RequestPacket::of(&req.cmd) {
+        packet.write_as(opcode, opaque, out);
     }
 }
 
@@ -659,25 +603,24 @@ pub fn response_from_packet(p: &Packet) -> Response {
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             .unwrap_or(0)
     };
+    let loud = Opcode::from_wire(p.opcode).map(Opcode::loud);
+    let is_get = matches!(
+        loud,
+        Some(Opcode::Get | Opcode::GetK | Opcode::Gat | Opcode::GatK)
+    );
+    let value = || Value {
+        key: p.key.clone(),
+        flags: u32_extra(0),
+        cas: p.cas,
+        data: p.value.clone(),
+    };
     if p.status != status::OK {
-        let opcode = p.opcode;
         return match p.status {
-            status::KEY_ENOENT => match opcode {
-                op::GET
-                | op::GETQ
-                | op::GETK
-                | op::GETKQ
-                | op::GAT
-                | op::GATQ
-                | op::GATK
-                | op::GATKQ => Response::Values(Vec::new()),
-                op::REPLACE | op::REPLACEQ => Response::NotStored,
-                _ => Response::NotFound,
-            },
-            status::KEY_EEXISTS => match opcode {
-                op::ADD | op::ADDQ => Response::NotStored,
-                _ => Response::Exists,
-            },
+            status::KEY_ENOENT if is_get => Response::Values(Vec::new()),
+            status::KEY_ENOENT if loud == Some(Opcode::Replace) => Response::NotStored,
+            status::KEY_ENOENT => Response::NotFound,
+            status::KEY_EEXISTS if loud == Some(Opcode::Add) => Response::NotStored,
+            status::KEY_EEXISTS => Response::Exists,
             status::NOT_STORED => Response::NotStored,
             status::E2BIG => Response::Error(ErrorReply::TooLarge),
             status::DELTA_BADVAL => Response::Error(ErrorReply::NonNumeric),
@@ -686,40 +629,23 @@ pub fn response_from_packet(p: &Packet) -> Response {
             code => Response::Error(ErrorReply::Status(code, p.value.clone())),
         };
     }
-    match p.opcode {
-        op::GET | op::GETQ | op::GETK | op::GETKQ | op::GAT | op::GATQ | op::GATK | op::GATKQ => {
-            Response::Values(vec![Value {
-                key: p.key.clone(),
-                flags: u32_extra(0),
-                cas: p.cas,
-                data: p.value.clone(),
-            }])
-        }
-        op::GETE | op::GETEQ => Response::ValueE {
-            value: Value {
-                key: p.key.clone(),
-                flags: u32_extra(0),
-                cas: p.cas,
-                data: p.value.clone(),
-            },
+    if is_get {
+        return Response::Values(vec![value()]);
+    }
+    match loud {
+        Some(Opcode::GetE) => Response::ValueE {
+            value: value(),
             expiry: u32_extra(4),
         },
-        op::TOUCH => Response::Touched {
+        Some(Opcode::Touch) => Response::Touched {
             flags: u32_extra(0),
             cas: p.cas,
         },
-        op::SET
-        | op::SETQ
-        | op::ADD
-        | op::ADDQ
-        | op::REPLACE
-        | op::REPLACEQ
-        | op::APPEND
-        | op::APPENDQ
-        | op::PREPEND
-        | op::PREPENDQ => Response::Stored { cas: p.cas },
-        op::DELETE | op::DELETEQ => Response::Deleted,
-        op::INCREMENT | op::INCREMENTQ | op::DECREMENT | op::DECREMENTQ => {
+        Some(Opcode::Set | Opcode::Add | Opcode::Replace | Opcode::Append | Opcode::Prepend) => {
+            Response::Stored { cas: p.cas }
+        }
+        Some(Opcode::Delete) => Response::Deleted,
+        Some(Opcode::Increment | Opcode::Decrement) => {
             let v = &p.value;
             let value = if v.len() == 8 {
                 u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])
@@ -728,14 +654,9 @@ pub fn response_from_packet(p: &Packet) -> Response {
             };
             Response::Numeric { value, cas: p.cas }
         }
-        op::VERSION => Response::Version(p.value.clone()),
-        op::STAT => {
-            if p.key.is_empty() {
-                Response::Stats(Vec::new())
-            } else {
-                Response::Stats(vec![(p.key.clone(), p.value.clone())])
-            }
-        }
+        Some(Opcode::Version) => Response::Version(p.value.clone()),
+        Some(Opcode::Stat) if p.key.is_empty() => Response::Stats(Vec::new()),
+        Some(Opcode::Stat) => Response::Stats(vec![(p.key.clone(), p.value.clone())]),
         _ => Response::Ok,
     }
 }

@@ -1,0 +1,286 @@
+//! The meta commands through rend.
+//!
+//! - l1-only sends them to memcached on the meta lane: a pipeline mixing
+//!   classic, meta and `mn` commands gets the bytes memcached itself sends,
+//!   every refused line of the codec's table is refused as memcached
+//!   refuses it (or as README's deliberate differences say), 50 clients
+//!   racing to recache a missing key get one win, and an invalidated item
+//!   is served stale with one win;
+//! - the lane fails fast while memcached is down and serves again when it
+//!   is back;
+//! - l1-l2, its batch port and `--chunked` answer `mn` and refuse the other
+//!   meta commands with one `SERVER_ERROR`, and the connection goes on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::{proxy, Conn, Memcached, Rend};
+use rend::protocol::meta::After;
+
+include!("../src/protocol/meta/cases.rs");
+
+/// Send `req` followed by `mn`, and read everything up to its `MN`.
+fn fenced(c: &mut Conn, req: &[u8]) -> Vec<u8> {
+    let mut bytes = req.to_vec();
+    bytes.extend_from_slice(b"mn\r\n");
+    c.req(&bytes, b"MN\r\n")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A pipeline of classic, meta and `mn` commands, quiet ones among them,
+/// with base64 keys, opaques and every flag `mg` returns. Sent in one write.
+const PIPELINE: &[u8] = b"set a 3 0 2\r\nhi\r\n\
+ms b 3 T0 F7 c\r\nabc\r\n\
+mg a v f t c s k O1\r\n\
+mg b v f q\r\n\
+mg missing v q\r\n\
+mn\r\n\
+get a b\r\n\
+ms Zm9v 2 b T0\r\nxy\r\n\
+mg Zm9v b v k\r\n\
+get foo\r\n\
+ma n N0 J5 v\r\n\
+ma n MD D2 v\r\n\
+ma n q\r\n\
+incr n 10\r\n\
+md a q\r\n\
+md a q\r\n\
+mn\r\n\
+mg a v\r\n\
+ms b 1 MA\r\nd\r\n\
+ms b 1 ME\r\ne\r\n\
+mg b v h l\r\n\
+me b\r\n\
+mg b s v O9 k q\r\n\
+delete b\r\n\
+mg b\r\n\
+mn\r\n";
+
+#[test]
+fn a_mixed_pipeline_gets_memcacheds_own_bytes() {
+    let direct = Memcached::start();
+    let (_mc, rend) = proxy(&[]);
+    // The pipeline's own last `mn` ends it.
+    let want = direct.connect().req(PIPELINE, b"EN\r\nMN\r\n");
+    let got = rend.connect().req(PIPELINE, b"EN\r\nMN\r\n");
+    assert_eq!(text(&got), text(&want));
+    // The pipeline exercised what it is meant to.
+    let want = text(&want);
+    for part in [
+        "VA 2 f3 t-1 c1 s2 ka O1\r\nhi\r\n",
+        "VALUE a 3 2\r\nhi\r\n",
+        "VA 2 kZm9v b\r\nxy\r\n",
+        "VALUE foo 0 2\r\nxy\r\n",
+        "VA 1\r\n5\r\nVA 1\r\n3\r\n",
+        "14\r\n",
+        "NF\r\n",
+        "NS\r\n",
+        "EN\r\n",
+        "ME b exp=-1",
+    ] {
+        assert!(want.contains(part), "{part:?} in {want:?}");
+    }
+}
+
+/// Every line of the codec's refusal table, through rend, against
+/// memcached: where rend does what memcached does, the bytes are the same
+/// (reply, then the fencing `MN` on the same connection); where rend is
+/// deliberately stricter, it sends the table's reply and goes on as the
+/// table says.
+#[test]
+fn refused_lines_get_memcacheds_replies() {
+    let direct = Memcached::start();
+    let (_mc, rend) = proxy(&[]);
+    for case in CASES {
+        let shown = format!("{:?} ({})", text(case.line), case.note);
+        let mut req = case.line.to_vec();
+        if let After::Swallow(n) = case.next {
+            // A data block of the declared length, then its line end.
+            req.extend(std::iter::repeat_n(b'x', n - 2));
+            req.extend_from_slice(b"\r\n");
+        }
+        let mut r = rend.connect();
+        if case.next == After::Close {
+            r.send(&req);
+            let reply = r.read_until(b"\r\n");
+            assert_eq!(text(&reply), format!("{}\r\n", case.reply), "{shown}");
+            assert!(r.closed_within(Duration::from_secs(2)), "{shown}");
+            continue;
+        }
+        let got = fenced(&mut r, &req);
+        assert_eq!(text(&got), format!("{}\r\nMN\r\n", case.reply), "{shown}");
+        if case.memcached == Some(case.next) {
+            let want = fenced(&mut direct.connect(), &req);
+            assert_eq!(text(&got), text(&want), "{shown}");
+        }
+    }
+}
+
+/// The flags of a meta reply line (`VA 0 t30 c1 W` → `t30 c1 W`).
+fn reply_flags(reply: &[u8]) -> Vec<String> {
+    let line = text(reply);
+    let line = line.lines().next().unwrap_or_default().to_string();
+    let mut tokens = line.split(' ').map(str::to_string);
+    let code = tokens.next().unwrap_or_default();
+    if code == "VA" {
+        tokens.next();
+    }
+    tokens.collect()
+}
+
+fn has_flag(reply: &[u8], flag: &str) -> bool {
+    reply_flags(reply).iter().any(|f| f == flag)
+}
+
+/// One `mg` reply with its value block (`VA <n> …\r\n<n bytes>\r\n`) or a
+/// status line.
+fn read_meta(c: &mut Conn) -> Vec<u8> {
+    let line = common::read_line(c);
+    let mut reply = line.clone();
+    let text = String::from_utf8_lossy(&line).into_owned();
+    if let Some(rest) = text.strip_prefix("VA ") {
+        let n: usize = rest.split([' ', '\r']).next().unwrap().parse().unwrap();
+        reply.extend(c.read_exact_n(n + 2));
+    }
+    reply
+}
+
+#[test]
+fn fifty_clients_racing_to_recache_a_missing_key_get_one_win() {
+    let (_mc, rend) = proxy(&[]);
+    const CLIENTS: usize = 50;
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let replies: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let barrier = barrier.clone();
+                let rend = &rend;
+                s.spawn(move || {
+                    let mut c = rend.connect();
+                    barrier.wait();
+                    c.send(b"mg herd N30 v t c\r\n");
+                    read_meta(&mut c)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let wins = replies.iter().filter(|r| has_flag(r, "W")).count();
+    let taken = replies.iter().filter(|r| has_flag(r, "Z")).count();
+    assert_eq!((wins, taken), (1, CLIENTS - 1), "{replies:?}");
+    for r in &replies {
+        assert!(text(r).starts_with("VA 0 t30 "), "{}", text(r));
+    }
+    // Until the winner sets the value, the win stays taken.
+    let mut c = rend.connect();
+    assert!(has_flag(&fenced(&mut c, b"mg herd N30 v\r\n"), "Z"));
+    assert_eq!(
+        text(&fenced(&mut c, b"ms herd 3 T30\r\nnew\r\n")),
+        "HD\r\nMN\r\n"
+    );
+    let after = fenced(&mut c, b"mg herd N30 v\r\n");
+    assert_eq!(text(&after), "VA 3\r\nnew\r\nMN\r\n");
+}
+
+#[test]
+fn an_invalidated_item_is_served_stale_with_one_win() {
+    let (_mc, rend) = proxy(&[]);
+    let mut c = rend.connect();
+    assert_eq!(
+        text(&fenced(&mut c, b"set k 0 0 3\r\nold\r\nmd k I T30\r\n")),
+        "STORED\r\nHD\r\nMN\r\n"
+    );
+    let replies: Vec<Vec<u8>> = (0..5)
+        .map(|_| {
+            let mut c = rend.connect();
+            c.send(b"mg k v c\r\n");
+            read_meta(&mut c)
+        })
+        .collect();
+    for r in &replies {
+        assert!(has_flag(r, "X"), "stale: {}", text(r));
+        assert!(text(r).ends_with("\r\nold\r\n"), "{}", text(r));
+    }
+    assert!(has_flag(&replies[0], "W"), "{}", text(&replies[0]));
+    for r in &replies[1..] {
+        assert!(has_flag(r, "Z") && !has_flag(r, "W"), "{}", text(r));
+    }
+    // The winner's recache replaces the stale item.
+    assert_eq!(
+        text(&fenced(&mut c, b"ms k 3 T30\r\nnew\r\n")),
+        "HD\r\nMN\r\n"
+    );
+    assert_eq!(
+        text(&fenced(&mut c, b"mg k v\r\n")),
+        "VA 3\r\nnew\r\nMN\r\n"
+    );
+}
+
+#[test]
+fn the_meta_lane_fails_fast_while_memcached_is_down() {
+    let (mut mc, rend) = proxy(&["--l1-timeout-ms", "500"]);
+    let mut c = rend.connect();
+    assert_eq!(text(&fenced(&mut c, b"ms k 1\r\nv\r\n")), "HD\r\nMN\r\n");
+    mc.kill();
+    let started = std::time::Instant::now();
+    let reply = fenced(&mut c, b"mg k v\r\n");
+    assert!(
+        text(&reply).starts_with("SERVER_ERROR L1 "),
+        "{}",
+        text(&reply)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    mc.restart();
+    // The lane dials again on the next request.
+    common::wait_for(Duration::from_secs(5), || {
+        text(&fenced(&mut c, b"ms k 1\r\nw\r\n")) == "HD\r\nMN\r\n"
+    })
+    .expect("the meta lane serves again");
+    assert_eq!(text(&fenced(&mut c, b"mg k v\r\n")), "VA 1\r\nw\r\nMN\r\n");
+}
+
+/// What the modes that do not serve meta commands answer: `mn`, and one
+/// `SERVER_ERROR` per other meta command (an `ms`'s data block read and
+/// dropped), with the connection going on.
+fn refuses_meta(c: &mut Conn) {
+    let got = c.req(
+        b"set k 0 0 1\r\nv\r\nmg k v\r\nms k 2\r\nxy\r\nmn\r\nget k\r\nmn\r\n",
+        b"END\r\nMN\r\n",
+    );
+    let refusal = "SERVER_ERROR meta commands are served in l1-only mode without --chunked\r\n";
+    assert_eq!(
+        text(&got),
+        format!("STORED\r\n{refusal}{refusal}MN\r\nVALUE k 0 1\r\nv\r\nEND\r\nMN\r\n")
+    );
+}
+
+#[test]
+fn chunked_and_two_tier_modes_refuse_meta_commands_and_go_on() {
+    let (_mc, chunked) = proxy(&["--chunked"]);
+    refuses_meta(&mut chunked.connect());
+    let mc = Memcached::start();
+    let l2 = tempfile::tempdir().unwrap();
+    let two_tier = Rend::start_two_tier(&mc, l2.path(), &[]);
+    refuses_meta(&mut two_tier.connect());
+    refuses_meta(&mut two_tier.connect_batch());
+}
+
+#[test]
+fn a_meta_line_past_the_line_limit_closes_the_connection() {
+    let (_mc, rend) = proxy(&[]);
+    let mut c = rend.connect();
+    let mut line = b"mg k".to_vec();
+    while line.len() < 3000 {
+        line.extend_from_slice(b" v");
+    }
+    line.extend_from_slice(b"\r\n");
+    c.send(&line);
+    assert!(c.closed_within(Duration::from_secs(2)));
+}
