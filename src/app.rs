@@ -40,7 +40,7 @@ pub enum StartError {
 
 /// Run the proxy until `shutdown` completes.
 ///
-/// Longer than the rest (about 230 lines) for a reason: it is where every
+/// Longer than the rest (about 240 lines) for a reason: it is where every
 /// piece meets, in start order (listeners, L2, L1, workers, orcas,
 /// metrics) and then in stop order, and the stop order is the point
 /// (worker threads before the embedded memcached, L2 marked clean last).
