@@ -313,23 +313,28 @@ fn join(
     if total > max_value {
         return (Response::NotStored, Effect::Keep);
     }
-    let mut joined = BytesMut::with_capacity(total);
-    if append {
-        joined.put_slice(&o.value);
-        joined.put_slice(value);
-    } else {
-        joined.put_slice(value);
-        joined.put_slice(&o.value);
-    }
     (
         Response::Stored { cas },
         Effect::Put(Record {
             flags: o.flags,
             expiry: o.expiry,
             cas,
-            value: joined.freeze(),
+            value: joined(&o.value, value, append),
         }),
     )
+}
+
+/// `value` after `old` (append) or before it (prepend).
+pub fn joined(old: &[u8], value: &[u8], append: bool) -> Bytes {
+    let mut joined = BytesMut::with_capacity(old.len() + value.len());
+    if append {
+        joined.put_slice(old);
+        joined.put_slice(value);
+    } else {
+        joined.put_slice(value);
+        joined.put_slice(old);
+    }
+    joined.freeze()
 }
 
 /// incr/decr of the live record `old`; binary's `create` makes a missing

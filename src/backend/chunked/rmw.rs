@@ -4,10 +4,10 @@
 //! this memcached, or key locks off) retries on the new value, after a
 //! random wait that grows with each attempt.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::{absolute, Chunked, Found, Item, MetaWrite};
-use crate::backend::record::arith_value;
+use crate::backend::record::{arith_value, joined};
 use crate::backend::{Backend, BackendError};
 use crate::protocol::{ErrorReply, Response};
 
@@ -60,14 +60,7 @@ impl<B: Backend + Clone> Chunked<B> {
             if total > self.opts.max_value {
                 return Ok(Response::NotStored);
             }
-            let mut joined = BytesMut::with_capacity(total);
-            if append {
-                joined.put_slice(&old.data);
-                joined.put_slice(value);
-            } else {
-                joined.put_slice(value);
-                joined.put_slice(&old.data);
-            }
+            let joined = joined(&old.data, value, append);
             let expiry = i64::from(meta.expiry);
             match self
                 .write(
