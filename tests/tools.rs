@@ -711,3 +711,65 @@ fn several_servers_share_the_keys_by_ketama() {
         }
     }
 }
+
+/// blast's `mg` (the meta get `mg <key> v f t`) against memcached directly
+/// and through an l1-only rend: every key written first, so every mg hits;
+/// with the binary protocol it is refused before anything is sent.
+#[test]
+fn blast_sends_meta_gets_in_text_only() {
+    let (_mc, _l2, rend) = rend_in_mode("l1-only");
+    let direct = Memcached::start();
+    for server in [rend.addr.clone(), direct.l1_arg()] {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |mix: &str| {
+            run(
+                BLAST,
+                &s(&[
+                    "-s",
+                    &server,
+                    "-w",
+                    "4",
+                    "-n",
+                    "2000",
+                    "--key-space",
+                    "200",
+                    "--mix",
+                    mix,
+                    "--csv-dir",
+                    dir.path().to_str().unwrap(),
+                ]),
+            )
+        };
+        assert!(load("set=1").status.success());
+        // Every key of the 200, written by a sequential pass.
+        let out = run(
+            BLAST,
+            &s(&[
+                "-s",
+                &server,
+                "-n",
+                "200",
+                "--key-space",
+                "200",
+                "--key-dist",
+                "sequential",
+                "--mix",
+                "set=1",
+            ]),
+        );
+        assert!(out.status.success());
+        assert!(load("mg=1").status.success(), "blast mg against {server}");
+        let rows = summary(dir.path());
+        let hits = rows
+            .iter()
+            .find(|r| r["command"] == "mg" && r["outcome"] == "hit" && r["clock"] == "service")
+            .map_or(0.0, |r| num(r, "count"));
+        assert_eq!(hits, 2000.0, "every mg hits through {server}: {rows:?}");
+    }
+    let out = run(
+        BLAST,
+        &s(&["-s", &rend.addr, "--binary", "-n", "10", "--mix", "mg=1"]),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mg is a text command"));
+}

@@ -202,7 +202,19 @@ async fn run(
             }
         };
         let failure = match step {
-            Step::Job(job) => take(&mut conn, &addr, job, &queued).await,
+            Step::Job(job) => {
+                let mut failure = take(&mut conn, &addr, job, &queued).await;
+                // Whatever else is queued goes out in the same write.
+                while failure.is_none() {
+                    let Some(c) = conn.as_ref() else { break };
+                    if c.waiting.len() >= MAX_QUEUED {
+                        break;
+                    }
+                    let Ok(job) = jobs.try_recv() else { break };
+                    failure = take(&mut conn, &addr, job, &queued).await;
+                }
+                failure
+            }
             Step::Read => conn.as_mut().and_then(|c| read(c, max_value).err()),
             Step::Write => None,
             Step::Fail(e) => Some(e),

@@ -27,7 +27,8 @@ struct Args {
     warmup: f64,
 
     /// Command weights, e.g. get=80,set=20 (set, add, replace, append,
-    /// prepend, get, multiget, gets, cas, incr, decr, delete, touch, gat).
+    /// prepend, get, multiget, gets, cas, incr, decr, delete, touch, gat,
+    /// and mg: the meta get `mg <key> v f t`, text only).
     #[arg(long, default_value = "get=90,set=10")]
     mix: Mix,
 

@@ -24,6 +24,7 @@ use super::ketama::Continuum;
 use super::report::{Clock, Outcome, Progress, Recorder};
 use super::workload::{worker_rng, KeyGen, Mix, Op};
 use super::ToolError;
+use crate::protocol::meta::{Code, Flag, MetaReply, MetaRequest, Verb};
 use crate::protocol::{Command, Request, Response, StoreMode};
 
 /// blast's own options.
@@ -89,7 +90,28 @@ impl Run {
 }
 
 /// Run blast to the end; returns the merged recorder.
+/// `mg <key> v f t`: what a meta client asks for in place of a `get`.
+fn meta_get(key: Bytes) -> MetaRequest {
+    MetaRequest {
+        verb: Verb::Get,
+        key,
+        flags: [b'v', b'f', b't']
+            .into_iter()
+            .map(|code| Flag::new(code, Bytes::new()))
+            .collect(),
+        datalen: None,
+        value: None,
+    }
+}
+
 pub async fn run(opts: BlastOptions) -> Result<Recorder, ToolError> {
+    if opts.mix.ops().contains(&Op::MetaGet)
+        && opts.common.protocol() == super::client::Protocol::Binary
+    {
+        return Err(ToolError::Usage(
+            "mg is a text command: use it without --protocol binary".into(),
+        ));
+    }
     let names = opts.common.server_names();
     let continuum = Continuum::new(&names);
     let start = Instant::now();
@@ -197,6 +219,11 @@ async fn read_loop(
 
 pub fn outcome_of(resp: &Response) -> Outcome {
     match resp {
+        Response::Meta(MetaReply::Value { .. }) => Outcome::Hit,
+        Response::Meta(MetaReply::Status {
+            code: Code::Miss, ..
+        }) => Outcome::Miss,
+        Response::Meta(MetaReply::Error(_)) => Outcome::Error,
         Response::Values(v) if v.is_empty() => Outcome::Miss,
         Response::Values(_) | Response::ValueE { .. } => Outcome::Hit,
         Response::Stored { .. } => Outcome::Stored,
@@ -512,6 +539,7 @@ fn build(builder: Builder<'_>, op: Op, keys: &mut KeyGen, rng: &mut impl Rng) ->
             key,
             exptime: opts.exptime,
         },
+        Op::MetaGet => Command::Meta(Box::new(meta_get(key))),
     };
     let frame = frame_for(protocol, &cmd, with_cas);
     (server, Request { cmd, frame })

@@ -24,11 +24,13 @@ pub enum Op {
     Delete,
     Touch,
     Gat,
+    /// The meta get `mg <key> v f t` (text only): value, flags and TTL.
+    MetaGet,
 }
 
 impl Op {
     /// Every op, in a fixed order (reports list them in this order).
-    pub const ALL: [Op; 14] = [
+    pub const ALL: [Op; 15] = [
         Op::Set,
         Op::Add,
         Op::Replace,
@@ -43,6 +45,7 @@ impl Op {
         Op::Delete,
         Op::Touch,
         Op::Gat,
+        Op::MetaGet,
     ];
 
     /// Lowercase name, as accepted by `--mix` and shown in reports.
@@ -62,6 +65,7 @@ impl Op {
             Op::Delete => "delete",
             Op::Touch => "touch",
             Op::Gat => "gat",
+            Op::MetaGet => "mg",
         }
     }
 
