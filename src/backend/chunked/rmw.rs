@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::{absolute, Chunked, Found, Item, MetaWrite};
+use super::{absolute, Chunked, Found, Item, Meta, MetaWrite};
 use crate::backend::record::{arith_value, joined};
 use crate::backend::{Backend, BackendError};
 use crate::protocol::{ErrorReply, Response};
@@ -61,17 +61,8 @@ impl<B: Backend + Clone> Chunked<B> {
                 return Ok(Response::NotStored);
             }
             let joined = joined(&old.data, value, append);
-            let expiry = i64::from(meta.expiry);
             match self
-                .write(
-                    &Item {
-                        key,
-                        flags: meta.flags,
-                        expiry,
-                        value: &joined,
-                    },
-                    MetaWrite::Cas(old.cas),
-                )
+                .write(&rewrite(key, &meta, &joined), MetaWrite::Cas(old.cas))
                 .await?
             {
                 Response::Exists => continue,
@@ -129,17 +120,8 @@ impl<B: Backend + Clone> Chunked<B> {
             let Some((new, digits)) = arith_value(&old.data, incr, delta) else {
                 return Ok(Response::Error(ErrorReply::NonNumeric));
             };
-            let expiry = i64::from(meta.expiry);
             match self
-                .write(
-                    &Item {
-                        key,
-                        flags: meta.flags,
-                        expiry,
-                        value: &digits,
-                    },
-                    MetaWrite::Cas(old.cas),
-                )
+                .write(&rewrite(key, &meta, &digits), MetaWrite::Cas(old.cas))
                 .await?
             {
                 Response::Stored { cas } => return Ok(Response::Numeric { value: new, cas }),
@@ -149,6 +131,16 @@ impl<B: Backend + Clone> Chunked<B> {
             }
         }
         Ok(busy())
+    }
+}
+
+/// `key`'s new value, under the flags and expiry its metadata holds.
+fn rewrite<'a>(key: &'a Bytes, meta: &Meta, value: &'a [u8]) -> Item<'a> {
+    Item {
+        key,
+        flags: meta.flags,
+        expiry: i64::from(meta.expiry),
+        value,
     }
 }
 

@@ -547,22 +547,33 @@ fn data_request(head: StoreHead, len: usize, buf: &mut BytesMut) -> Request {
     }
 }
 
-/// incr and decr.
-fn parse_arith(line: &CommandLine) -> Request {
+/// What incr, decr and touch share, `<verb> <key> <number> [noreply]`:
+/// the key, the number's token and whether the line ends in `noreply`; or
+/// memcached's refusal of the line.
+fn key_and_number(line: &CommandLine) -> Result<(Bytes, &[u8], bool), Request> {
     let n = line.count();
     if n != 3 && n != 4 {
-        return unknown_command();
+        return Err(unknown_command());
     }
     let noreply = line.noreply_at_end();
     if line.key_too_long(1) {
-        return client_error(msg::BAD_FORMAT, noreply);
+        return Err(client_error(msg::BAD_FORMAT, noreply));
     }
-    let Some(delta) = parse_u64(line.get(2)) else {
+    Ok((line.bytes(1), line.get(2), noreply))
+}
+
+/// incr and decr.
+fn parse_arith(line: &CommandLine) -> Request {
+    let (key, number, noreply) = match key_and_number(line) {
+        Ok(parts) => parts,
+        Err(refused) => return refused,
+    };
+    let Some(delta) = parse_u64(number) else {
         return client_error(msg::BAD_DELTA, noreply);
     };
     text_request(
         Command::Arith {
-            key: line.bytes(1),
+            key,
             incr: line.get(0) == b"incr",
             delta,
             create: None,
@@ -598,20 +609,16 @@ fn parse_delete(line: &CommandLine) -> Request {
 }
 
 fn parse_touch(line: &CommandLine) -> Request {
-    let n = line.count();
-    if n != 3 && n != 4 {
-        return unknown_command();
-    }
-    let noreply = line.noreply_at_end();
-    if line.key_too_long(1) {
-        return client_error(msg::BAD_FORMAT, noreply);
-    }
-    let Some(exptime) = parse_i32(line.get(2)) else {
+    let (key, number, noreply) = match key_and_number(line) {
+        Ok(parts) => parts,
+        Err(refused) => return refused,
+    };
+    let Some(exptime) = parse_i32(number) else {
         return client_error(msg::BAD_EXPTIME, noreply);
     };
     text_request(
         Command::Touch {
-            key: line.bytes(1),
+            key,
             exptime: i64::from(exptime),
         },
         noreply,
