@@ -490,6 +490,10 @@ struct Refusal {
 /// memcached 1.6.18's `process_m*_command` up to where it touches the
 /// cache: the same checks in the same order, with numbers read `numbers`'
 /// way.
+///
+/// It stays one function (about 100 lines) because the order of its checks
+/// is the point: it decides which error a line with several gets, and
+/// reads top to bottom as memcached's does.
 fn check(line: &Bytes, limits: &Limits, numbers: Numbers) -> Result<MetaRequest, Refusal> {
     let content = line.slice(..content_len(line));
     let tokens = tokenize(&content, MAX_LINE_TOKENS + 1);
@@ -500,24 +504,19 @@ fn check(line: &Bytes, limits: &Limits, numbers: Numbers) -> Result<MetaRequest,
         rend: After::Continue,
         delete: None,
     };
-    let verb = match tokens.first().map(|r| &content[r.clone()]) {
-        Some(b"mg") => Verb::Get,
-        Some(b"ms") => Verb::Set,
-        Some(b"md") => Verb::Delete,
-        Some(b"ma") => Verb::Arith,
-        Some(b"me") => Verb::Debug,
-        // memcached answers `mn` whatever follows it.
-        Some(b"mn") => {
-            return Ok(MetaRequest {
-                verb: Verb::Noop,
-                key: Bytes::new(),
-                flags: Vec::new(),
-                datalen: None,
-                value: None,
-            })
-        }
-        _ => return Err(refusal),
+    let Some(verb) = tokens.first().and_then(|r| verb_of(&content[r.clone()])) else {
+        return Err(refusal);
     };
+    // memcached answers `mn` whatever follows it.
+    if verb == Verb::Noop {
+        return Ok(MetaRequest {
+            verb,
+            key: Bytes::new(),
+            flags: Vec::new(),
+            datalen: None,
+            value: None,
+        });
+    }
     if verb == Verb::Debug {
         return check_debug(&content, &tokens);
     }
@@ -567,51 +566,12 @@ fn check(line: &Bytes, limits: &Limits, numbers: Numbers) -> Result<MetaRequest,
         _ => reply,
     };
 
-    // memcached's _meta_flag_preparse.
     let first_flag = if verb == Verb::Set { 3 } else { 2 };
-    let mut key = content.slice(tokens[1].clone());
-    let mut flags = Vec::with_capacity(tokens.len() - first_flag);
-    let mut seen = [false; 127];
-    let mut error: Option<&'static str> = None;
-    for range in &tokens[first_flag..] {
-        let token = content.slice(range.clone());
-        let code = token[0];
-        let arg = &token[1..];
-        match seen.get_mut(usize::from(code)) {
-            Some(seen) if !*seen => *seen = true,
-            _ => return refuse(refusal, flag_error(replies::DUPLICATE_FLAG)),
-        }
-        let bad = match code {
-            b'b' => match base64::decode(&key) {
-                Some(decoded) => {
-                    key = Bytes::from(decoded);
-                    None
-                }
-                None => Some(replies::BAD_BASE64_KEY),
-            },
-            b'N' | b'T' | b'R' => (!numbers.exptime_ok(arg)).then_some(replies::BAD_TOKEN),
-            // memcached flags an error here without naming one: the reply
-            // is the last error named before, or the default.
-            b'F' => (!numbers.client_flags_ok(arg)).then_some(error.unwrap_or(replies::BAD_FORMAT)),
-            b'C' => strtoull(arg).is_none().then_some(replies::BAD_TOKEN),
-            b'M' => (token.len() != 2).then_some(replies::BAD_MODE_LENGTH),
-            b'J' => strtoull(arg).is_none().then_some(replies::BAD_INITIAL),
-            b'D' => strtoull(arg).is_none().then_some(replies::BAD_DELTA),
-            b'c' | b'f' | b'h' | b'k' | b'l' | b'q' | b's' | b't' | b'u' | b'v' | b'I' | b'O'
-            | b'P' | b'L' => None,
-            _ => return refuse(refusal, flag_error(replies::INVALID_FLAG)),
-        };
-        if bad.is_some() {
-            error = bad;
-        }
-        flags.push(Flag {
-            code,
-            token: token.slice(1..),
-        });
-    }
-    if let Some(reply) = error {
-        return refuse(refusal, flag_error(reply));
-    }
+    let key = content.slice(tokens[1].clone());
+    let (key, flags) = match preparse(&content, &tokens[first_flag..], key, numbers) {
+        Ok(parsed) => parsed,
+        Err(reply) => return refuse(refusal, flag_error(reply)),
+    };
 
     let req = MetaRequest {
         verb,
@@ -631,6 +591,75 @@ fn check(line: &Bytes, limits: &Limits, numbers: Numbers) -> Result<MetaRequest,
             refuse(refusal, replies::TOO_LARGE)
         }
         _ => Ok(req),
+    }
+}
+
+/// The meta command a first token names.
+fn verb_of(token: &[u8]) -> Option<Verb> {
+    Some(match token {
+        b"mg" => Verb::Get,
+        b"ms" => Verb::Set,
+        b"md" => Verb::Delete,
+        b"ma" => Verb::Arith,
+        b"mn" => Verb::Noop,
+        b"me" => Verb::Debug,
+        _ => return None,
+    })
+}
+
+/// memcached's `_meta_flag_preparse`: the flags of `tokens`, each at most
+/// once, their number tokens checked `numbers`' way, and the key decoded
+/// when `b` is among them. `Err` is the reply (before `md` and `ma` reword
+/// it): an unknown or repeated flag ends the scan, other errors do not (the
+/// last one named wins).
+fn preparse(
+    content: &Bytes,
+    tokens: &[Range<usize>],
+    mut key: Bytes,
+    numbers: Numbers,
+) -> Result<(Bytes, Vec<Flag>), &'static str> {
+    let mut flags = Vec::with_capacity(tokens.len());
+    let mut seen = [false; 127];
+    let mut error: Option<&'static str> = None;
+    for range in tokens {
+        let token = content.slice(range.clone());
+        let code = token[0];
+        let arg = &token[1..];
+        match seen.get_mut(usize::from(code)) {
+            Some(seen) if !*seen => *seen = true,
+            _ => return Err(replies::DUPLICATE_FLAG),
+        }
+        let bad = match code {
+            b'b' => match base64::decode(&key) {
+                Some(decoded) => {
+                    key = Bytes::from(decoded);
+                    None
+                }
+                None => Some(replies::BAD_BASE64_KEY),
+            },
+            b'N' | b'T' | b'R' => (!numbers.exptime_ok(arg)).then_some(replies::BAD_TOKEN),
+            // memcached flags an error here without naming one: the reply
+            // is the last error named before, or the default.
+            b'F' => (!numbers.client_flags_ok(arg)).then_some(error.unwrap_or(replies::BAD_FORMAT)),
+            b'C' => strtoull(arg).is_none().then_some(replies::BAD_TOKEN),
+            b'M' => (token.len() != 2).then_some(replies::BAD_MODE_LENGTH),
+            b'J' => strtoull(arg).is_none().then_some(replies::BAD_INITIAL),
+            b'D' => strtoull(arg).is_none().then_some(replies::BAD_DELTA),
+            b'c' | b'f' | b'h' | b'k' | b'l' | b'q' | b's' | b't' | b'u' | b'v' | b'I' | b'O'
+            | b'P' | b'L' => None,
+            _ => return Err(replies::INVALID_FLAG),
+        };
+        if bad.is_some() {
+            error = bad;
+        }
+        flags.push(Flag {
+            code,
+            token: token.slice(1..),
+        });
+    }
+    match error {
+        Some(reply) => Err(reply),
+        None => Ok((key, flags)),
     }
 }
 

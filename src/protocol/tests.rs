@@ -589,9 +589,8 @@ fn text_wrong_argument_counts_are_unknown_commands() {
         b"foo bar\r\n",
         b"GET k\r\n",
         b"gett k\r\n",
-        // Meta commands are a later step (DESIGN §2).
-        b"mg k v\r\n",
-        b"mn\r\n",
+        // A two-letter m? command memcached does not know.
+        b"mz k\r\n",
     ];
     for line in lines {
         let d = text_decode(line);
@@ -599,6 +598,22 @@ fn text_wrong_argument_counts_are_unknown_commands() {
         assert_eq!(d.err, None, "{shown:?}");
         assert_eq!(d.reqs, vec![tx(unknown())], "{shown:?}");
         assert!(d.rest.is_empty(), "{shown:?}");
+    }
+    // Meta commands decode as such.
+    for line in [&b"mg k v\r\n"[..], b"mn\r\n", b"md k q\r\n"] {
+        let d = text_decode(line);
+        assert!(
+            matches!(
+                &d.reqs[..],
+                [Request {
+                    cmd: Command::Meta(_),
+                    ..
+                }]
+            ),
+            "{:?}: {:?}",
+            String::from_utf8_lossy(line),
+            d.reqs
+        );
     }
     // A storage line with the wrong count cannot be followed: as memcached,
     // its data block is read as the next command.
@@ -2484,4 +2499,43 @@ fn command_keys_names_what_a_request_touches() {
         .is_empty());
     assert!(Command::Flush { delay: 0 }.keys().is_empty());
     assert!(Command::Noop.keys().is_empty());
+}
+
+#[test]
+fn text_meta_commands_decode_whole_and_bytewise_alike() {
+    // An ms with its block, a refused ms (a bad mode) whose block is
+    // swallowed, an ms whose block does not end in \r\n, then an mn and a
+    // get that must still be read as commands.
+    let input = b"ms k 2 T0 F3\r\nhi\r\nms k 2 MX\r\nzz\r\nms k 2\r\nabcd\r\nmn\r\nget k\r\n";
+    let whole = text_decode(input);
+    let (bytewise, err) = text_decode_bytewise(input, limits());
+    assert_eq!(err, None);
+    assert_eq!(whole.err, None);
+    assert_eq!(bytewise, whole.reqs);
+    let cmds: Vec<&Command> = whole.reqs.iter().map(|r| &r.cmd).collect();
+    let [Command::Meta(set), Command::Invalid(mode), Command::Invalid(Invalid::BadDataChunk), rest @ ..] =
+        &cmds[..]
+    else {
+        panic!("{cmds:?}");
+    };
+    assert_eq!(set.value.as_deref(), Some(&b"hi"[..]));
+    assert_eq!(set.client_flags(), Some(3));
+    assert_eq!(
+        *mode,
+        Invalid::Client("invalid mode for ms M token"),
+        "{mode:?}"
+    );
+    // The bad chunk's block is its 2 bytes and 2 more ("abcd"); the "\r\n"
+    // after it is read as an empty command line (memcached's own reading).
+    assert!(
+        matches!(
+            rest,
+            [
+                Command::Invalid(Invalid::UnknownCommand),
+                Command::Meta(_),
+                Command::Get { .. }
+            ]
+        ),
+        "{rest:?}"
+    );
 }
