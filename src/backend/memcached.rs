@@ -231,13 +231,7 @@ impl MemcachedL1 {
     /// current runtime when `workers` is empty). They connect in the
     /// background and keep redialling.
     pub fn start(opts: L1Options, workers: &[Handle]) -> Arc<MemcachedL1> {
-        let current;
-        let workers = if workers.is_empty() {
-            current = [Handle::current()];
-            &current[..]
-        } else {
-            workers
-        };
+        let workers = super::workers_or_current(workers);
         let per_worker = opts.conns.max(1);
         let mut conns = Vec::with_capacity(per_worker * workers.len());
         for worker in workers {

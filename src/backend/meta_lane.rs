@@ -73,13 +73,7 @@ impl MetaLanes {
     /// when `workers` is empty). Each dials `addr` when its first request
     /// comes. `max_value` bounds a reply's value.
     pub fn start(addr: L1Addr, timeout: Duration, max_value: usize, workers: &[Handle]) -> Self {
-        let current;
-        let workers = if workers.is_empty() {
-            current = [Handle::current()];
-            &current[..]
-        } else {
-            workers
-        };
+        let workers = super::workers_or_current(workers);
         let lanes = workers
             .iter()
             .map(|worker| {

@@ -124,3 +124,15 @@ pub trait Backend: Send + Sync + 'static {
         })
     }
 }
+
+/// The runtimes a backend starts its tasks on: `workers`, or the current
+/// runtime when there are none (tests and tools run on one).
+pub(crate) fn workers_or_current(
+    workers: &[tokio::runtime::Handle],
+) -> Vec<tokio::runtime::Handle> {
+    if workers.is_empty() {
+        vec![tokio::runtime::Handle::current()]
+    } else {
+        workers.to_vec()
+    }
+}
