@@ -77,9 +77,10 @@
 //! decrement non-numeric value` is meant; the two memcacheds' memory differs.
 //! The stream stores no value of white space alone (`Gen::value`).
 //!
-//! The allow-list: one known difference of rend's, kept out of the stream
-//! (`KNOWN_DIVERGENCE`; `too_long_opaque_on_mg_and_ma_as_memcached`,
-//! ignored, reproduces it).
+//! The allow-list: one deliberate difference of rend's (README, "Where rend
+//! deliberately differs from memcached"), kept out of the stream
+//! (`KNOWN_DIVERGENCE`; `too_long_opaque_on_mg_and_ma_is_refused_before_anything_happens`
+//! checks both sides of it).
 //!
 //! Also (`chunked_and_two_tier_refuse_meta_commands_in_the_stream`): a
 //! shorter stream against rend `--chunked` (l1-only) and rend `--orca
@@ -138,8 +139,8 @@ const MEMCACHED_ARGS: &[&str] = &["-o", "no_lru_maintainer,no_lru_crawler"];
 /// `h1` against `h0`). `md` and `ms` check the opaque before they act, so
 /// the stream sends too-long opaques to those only (`Gen::malformed`). The
 /// codec's table keeps its `mg`/`ma` rows: their keys are never stored.
-/// `too_long_opaque_on_mg_and_ma_as_memcached` (ignored) shows the
-/// difference.
+/// `too_long_opaque_on_mg_and_ma_is_refused_before_anything_happens` checks
+/// both sides of the difference.
 const KNOWN_DIVERGENCE: &str = "too-long opaque on mg/ma: memcached acts, then refuses";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -1279,11 +1280,11 @@ fn chunked_and_two_tier_refuse_meta_commands_in_the_stream() {
     refusing_run("l1-l2", &two_tier);
 }
 
-/// `KNOWN_DIVERGENCE`, reproduced: fails while rend refuses a too-long
-/// opaque on `mg` and `ma` before memcached would have acted.
+/// `KNOWN_DIVERGENCE`, which README lists as deliberate: rend refuses a
+/// too-long opaque on `mg` and `ma` with memcached's reply, before anything
+/// happens to the item; memcached has already acted when it refuses.
 #[test]
-#[ignore = "known divergence (KNOWN_DIVERGENCE): memcached acts on mg/ma, then refuses the opaque"]
-fn too_long_opaque_on_mg_and_ma_as_memcached() {
+fn too_long_opaque_on_mg_and_ma_is_refused_before_anything_happens() {
     let direct = Memcached::start_with(MEMCACHED_ARGS);
     let mc = Memcached::start_with(MEMCACHED_ARGS);
     let rend = Rend::start(&mc, &[]);
@@ -1308,7 +1309,12 @@ fn too_long_opaque_on_mg_and_ma_as_memcached() {
     // memcached marks k fetched (`HD h1`), increments it (`VA 1 6`) and
     // vivifies `new` (`VA 0`), each time answering `CLIENT_ERROR opaque
     // token too long`; through rend: `HD h0`, `VA 1 5`, `EN`.
-    assert_eq!(got.1, got.0);
+    let refused = "CLIENT_ERROR opaque token too long\r\nMN\r\n";
+    let replies = |h: &str, v: &str, new: &str| {
+        format!("HD\r\nMN\r\n{refused}HD {h}\r\nMN\r\n{refused}VA 1\r\n{v}\r\nMN\r\n{refused}{new}MN\r\n")
+    };
+    assert_eq!(got.1, replies("h0", "5", "EN\r\n"), "rend");
+    assert_eq!(got.0, replies("h1", "6", "VA 0\r\n\r\n"), "memcached");
 }
 
 /// The comparison lets through time fields one second apart, and nothing
