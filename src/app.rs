@@ -142,8 +142,8 @@ pub async fn run(
                 (
                     Arc::new(move |worker| {
                         let l1 = Instrumented::new(l1.lane(worker), l1m.clone());
-                        let orca = L1Only::new(l1, admin.clone(), counters.clone())
-                            .with_meta(meta.lane(worker));
+                        let meta = Instrumented::new(meta.lane(worker), l1m.clone());
+                        let orca = L1Only::new(l1, admin.clone(), counters.clone()).with_meta(meta);
                         Box::new(orca) as Box<dyn Orca>
                     }),
                     None,

@@ -284,3 +284,62 @@ fn a_meta_line_past_the_line_limit_closes_the_connection() {
     c.send(&line);
     assert!(c.closed_within(Duration::from_secs(2)));
 }
+
+/// A hung memcached (SIGSTOP) costs a pipeline of meta requests one
+/// timeout, not one each, and the lane's caps: 20 clients with 256 `mg`s
+/// each in flight (5,120, past the lane's 4,096) get `SERVER_ERROR L1
+/// overloaded` at once for what the lane cannot hold and `SERVER_ERROR L1
+/// timeout` for the rest, all within a few timeouts (not 5,120 of them). Once memcached
+/// resumes, the lane serves again.
+#[test]
+fn a_hung_memcached_costs_one_timeout_and_the_lanes_caps() {
+    // One worker thread: one lane.
+    let (mc, rend) = proxy(&[
+        "--threads",
+        "1",
+        "--l1-timeout-ms",
+        "500",
+        "--metrics-listen",
+        "off",
+    ]);
+    let mut c = rend.connect();
+    assert_eq!(text(&fenced(&mut c, b"ms k 1\r\nv\r\n")), "HD\r\nMN\r\n");
+    let resume = common::Resume(mc.pid());
+    mc.signal("STOP");
+    const CLIENTS: usize = 20;
+    const EACH: usize = 256;
+    let started = std::time::Instant::now();
+    let replies: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let rend = &rend;
+                s.spawn(move || {
+                    let mut c = rend.connect();
+                    c.send(&b"mg k v\r\n".repeat(EACH));
+                    (0..EACH)
+                        .map(|_| text(&common::read_line(&mut c)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let count = |want: &str| replies.iter().filter(|r| r.as_str() == want).count();
+    let overloaded = count("SERVER_ERROR L1 overloaded\r\n");
+    let timeouts = count("SERVER_ERROR L1 timeout\r\n");
+    assert_eq!(overloaded + timeouts, CLIENTS * EACH, "{:?}", &replies[..8]);
+    // Past the lane's 4,096 some are refused at once (how many depends on
+    // how many started before the first timeouts gave tickets back).
+    assert!(overloaded > 0, "{overloaded} overloaded");
+    assert!(timeouts >= 1, "{timeouts} timeouts");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    drop(resume);
+    common::wait_for(Duration::from_secs(5), || {
+        text(&fenced(&mut c, b"mg k v\r\n")) == "VA 1\r\nv\r\nMN\r\n"
+    })
+    .expect("the meta lane serves again once memcached resumes");
+}

@@ -17,9 +17,10 @@
 //! client itself is answered by rend, in order).
 //!
 //! Bounds:
-//! - at most [`MAX_QUEUED`] requests and [`MAX_QUEUED_BYTES`] of values wait
-//!   for or sit in one lane (queued, written, unanswered); past either a
-//!   request fails at once (`SERVER_ERROR L1 overloaded`);
+//! - at most [`MAX_QUEUED`] requests and [`MAX_QUEUED_BYTES`] of their
+//!   values are held by one lane (queued, written or unanswered: each holds
+//!   a [`Ticket`] until its reply is handed back); past either a request
+//!   fails at once (`SERVER_ERROR L1 overloaded`);
 //! - every request has a deadline of `--l1-timeout-ms` from when it is
 //!   queued; when the oldest unanswered one passes it, everything the
 //!   connection holds fails (`L1 timeout`) and the connection is closed, so
@@ -39,14 +40,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::memcached::{connect, L1Addr};
-use super::{BackendError, Tier};
+use super::{Backend, BackendError, BackendFuture, Tier};
 use crate::net::Stream;
 use crate::protocol::meta::{MetaReply, MetaRequest};
 use crate::protocol::out::{OutBuf, Sink};
+use crate::protocol::{Command, Response};
 
-/// Requests queued or unanswered on one lane at once.
+/// Requests queued, written or unanswered on one lane at once.
 pub const MAX_QUEUED: usize = 4096;
-/// Value bytes (`ms` data) queued or unwritten on one lane at once.
+/// Value bytes (`ms` data) of those requests.
 pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 /// Room made in the read buffer before each read.
 const READ_ROOM: usize = 64 * 1024;
@@ -54,13 +56,49 @@ const READ_ROOM: usize = 64 * 1024;
 /// The result of one meta request.
 /// The result of one meta request: memcached's reply, or `None` when `q`
 /// hid it.
-pub type MetaResult = Result<Option<MetaReply>, BackendError>;
+type MetaResult = Result<Option<MetaReply>, BackendError>;
 
 struct Job {
     req: MetaRequest,
-    bytes: usize,
+    ticket: Ticket,
     deadline: Instant,
     reply: oneshot::Sender<MetaResult>,
+}
+
+/// What one lane holds: requests and their value bytes, from the call until
+/// the reply (or the failure) is handed back.
+#[derive(Default)]
+struct Load {
+    requests: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// One request's share of its lane's [`Load`], given back when dropped
+/// (whichever way the request ends).
+struct Ticket {
+    load: Arc<Load>,
+    bytes: usize,
+}
+
+impl Ticket {
+    /// A share of `load` for a request carrying `bytes` of value, or `None`
+    /// past the lane's caps.
+    fn take(load: &Arc<Load>, bytes: usize) -> Option<Ticket> {
+        let ticket = Ticket {
+            load: load.clone(),
+            bytes,
+        };
+        let requests = load.requests.fetch_add(1, Ordering::AcqRel) + 1;
+        let held = load.bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        (requests <= MAX_QUEUED && held <= MAX_QUEUED_BYTES).then_some(ticket)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.load.requests.fetch_sub(1, Ordering::AcqRel);
+        self.load.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// One lane per worker thread.
@@ -78,11 +116,10 @@ impl MetaLanes {
             .iter()
             .map(|worker| {
                 let (jobs, rx) = mpsc::channel(MAX_QUEUED);
-                let queued = Arc::new(AtomicUsize::new(0));
-                worker.spawn(run(rx, addr.clone(), max_value, queued.clone()));
+                worker.spawn(run(rx, addr.clone(), max_value));
                 MetaLane {
                     jobs,
-                    queued,
+                    load: Arc::default(),
                     timeout,
                 }
             })
@@ -100,42 +137,50 @@ impl MetaLanes {
 #[derive(Clone)]
 pub struct MetaLane {
     jobs: mpsc::Sender<Job>,
-    queued: Arc<AtomicUsize>,
+    load: Arc<Load>,
     timeout: Duration,
 }
 
 impl MetaLane {
     /// Send `req` and wait for memcached's reply.
-    pub fn call(
-        &self,
-        req: MetaRequest,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = MetaResult> + Send>> {
+    fn send(&self, req: MetaRequest) -> Result<oneshot::Receiver<MetaResult>, BackendError> {
         let bytes = req.value.as_ref().map_or(0, |v| v.len());
-        let failed = |e| -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = MetaResult> + Send>,
-        > { Box::pin(std::future::ready(Err(e))) };
-        if self.queued.fetch_add(bytes, Ordering::AcqRel) + bytes > MAX_QUEUED_BYTES {
-            self.queued.fetch_sub(bytes, Ordering::AcqRel);
-            return failed(BackendError::Overloaded(Tier::L1));
-        }
-        let deadline = Instant::now() + self.timeout;
+        let Some(ticket) = Ticket::take(&self.load, bytes) else {
+            return Err(BackendError::Overloaded(Tier::L1));
+        };
         let (tx, rx) = oneshot::channel();
         let job = Job {
             req,
-            bytes,
-            deadline,
+            ticket,
+            deadline: Instant::now() + self.timeout,
             reply: tx,
         };
-        if let Err(e) = self.jobs.try_send(job) {
-            self.queued.fetch_sub(bytes, Ordering::AcqRel);
-            return failed(match e {
-                mpsc::error::TrySendError::Full(_) => BackendError::Overloaded(Tier::L1),
-                mpsc::error::TrySendError::Closed(_) => BackendError::Unavailable(Tier::L1),
-            });
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(BackendError::Overloaded(Tier::L1)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(BackendError::Unavailable(Tier::L1)),
         }
+    }
+}
+
+/// The lane takes meta commands only: their reply is
+/// [`Response::Meta`], or [`Response::Nothing`] when `q` hid it.
+impl Backend for MetaLane {
+    fn starts_eagerly(&self) -> bool {
+        true
+    }
+
+    fn call(&self, cmd: &Command) -> BackendFuture {
+        let rx = match cmd {
+            Command::Meta(m) => self.send((**m).clone()),
+            _ => Err(BackendError::Unsupported(Tier::L1)),
+        };
         Box::pin(async move {
-            match rx.await {
-                Ok(result) => result,
+            match rx?.await {
+                Ok(Ok(Some(reply))) => Ok(Response::Meta(reply)),
+                Ok(Ok(None)) => Ok(Response::Nothing),
+                Ok(Err(e)) => Err(e),
+                // The lane's task ended (rend is stopping).
                 Err(_) => Err(BackendError::Unavailable(Tier::L1)),
             }
         })
@@ -144,6 +189,7 @@ impl MetaLane {
 
 /// A request written (or being written) and not yet answered.
 struct Waiting {
+    _ticket: Ticket,
     deadline: Instant,
     reply: oneshot::Sender<MetaResult>,
     /// Sent with `q` and a fencing `mn`: the reply ends at `MN`.
@@ -160,17 +206,9 @@ struct Conn {
     waiting: VecDeque<Waiting>,
 }
 
-async fn run(
-    mut jobs: mpsc::Receiver<Job>,
-    addr: L1Addr,
-    max_value: usize,
-    queued: Arc<AtomicUsize>,
-) {
+async fn run(mut jobs: mpsc::Receiver<Job>, addr: L1Addr, max_value: usize) {
     let mut conn: Option<Conn> = None;
     loop {
-        let room = conn
-            .as_ref()
-            .map_or(MAX_QUEUED, |c| MAX_QUEUED.saturating_sub(c.waiting.len()));
         let step = match &mut conn {
             None => match jobs.recv().await {
                 None => return,
@@ -179,7 +217,7 @@ async fn run(
             Some(c) => {
                 let oldest = c.waiting.front().map(|w| w.deadline);
                 tokio::select! {
-                    job = jobs.recv(), if room > 0 => match job {
+                    job = jobs.recv() => match job {
                         None => return,
                         Some(job) => Step::Job(job),
                     },
@@ -197,15 +235,11 @@ async fn run(
         };
         let failure = match step {
             Step::Job(job) => {
-                let mut failure = take(&mut conn, &addr, job, &queued).await;
+                let mut failure = take(&mut conn, &addr, job).await;
                 // Whatever else is queued goes out in the same write.
-                while failure.is_none() {
-                    let Some(c) = conn.as_ref() else { break };
-                    if c.waiting.len() >= MAX_QUEUED {
-                        break;
-                    }
+                while failure.is_none() && conn.is_some() {
                     let Ok(job) = jobs.try_recv() else { break };
-                    failure = take(&mut conn, &addr, job, &queued).await;
+                    failure = take(&mut conn, &addr, job).await;
                 }
                 failure
             }
@@ -244,15 +278,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// Queue a job's request on the connection, dialling it first if there is
 /// none. A job whose time ran out while it waited fails alone.
-async fn take(
-    conn: &mut Option<Conn>,
-    addr: &L1Addr,
-    job: Job,
-    queued: &AtomicUsize,
-) -> Option<BackendError> {
-    // Its bytes leave the count when they are handed to the connection's
-    // buffer, whose own size the count of waiting requests bounds.
-    queued.fetch_sub(job.bytes, Ordering::AcqRel);
+async fn take(conn: &mut Option<Conn>, addr: &L1Addr, job: Job) -> Option<BackendError> {
     if job.reply.is_closed() {
         return None;
     }
@@ -287,6 +313,7 @@ async fn take(
         c.out.emit(b"mn\r\n");
     }
     c.waiting.push_back(Waiting {
+        _ticket: job.ticket,
         deadline: job.deadline,
         reply: job.reply,
         quiet,

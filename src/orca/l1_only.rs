@@ -9,7 +9,6 @@ use super::{
     answer_locally, backend_failure, l1_stats, meta_unserved, ready, relay_admin, Admin, Orca,
     Reply,
 };
-use crate::backend::meta_lane::MetaLane;
 use crate::backend::Backend;
 use crate::metrics::Counters;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response};
@@ -18,9 +17,9 @@ pub struct L1Only<B> {
     l1: B,
     admin: Admin,
     counters: Arc<Counters>,
-    /// Where meta commands go; `None` with `--chunked`, which does not
-    /// serve them.
-    meta: Option<MetaLane>,
+    /// Where meta commands go ([`crate::backend::meta_lane`]); `None` with
+    /// `--chunked`, which does not serve them.
+    meta: Option<Box<dyn Backend>>,
 }
 
 impl<B: Backend> L1Only<B> {
@@ -34,9 +33,9 @@ impl<B: Backend> L1Only<B> {
     }
 
     /// Serve meta commands over `lane`.
-    pub fn with_meta(self, lane: MetaLane) -> Self {
+    pub fn with_meta(self, lane: impl Backend) -> Self {
         L1Only {
-            meta: Some(lane),
+            meta: Some(Box::new(lane)),
             ..self
         }
     }
@@ -72,19 +71,12 @@ impl<B: Backend> Orca for L1Only<B> {
             // memcached cannot tell an item's expiry, so GETE has no answer
             // in this mode.
             Command::GetE { .. } => ready(Response::Error(ErrorReply::UnknownCommand)),
-            Command::Meta(m) => {
+            Command::Meta(_) => {
                 let Some(lane) = &self.meta else {
                     return ready(meta_unserved());
                 };
-                let call = lane.call((**m).clone());
-                Box::pin(async move {
-                    match call.await {
-                        Ok(Some(reply)) => Response::Meta(reply),
-                        // `q` hid it.
-                        Ok(None) => Response::Nothing,
-                        Err(e) => backend_failure(&e),
-                    }
-                })
+                let call = lane.call(&req.cmd);
+                Box::pin(async move { call.await.unwrap_or_else(|e| backend_failure(&e)) })
             }
             cmd => {
                 let call = match cmd {
