@@ -15,6 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::binary::{self, op, status, HEADER_LEN, REQ_MAGIC, RES_MAGIC};
+use super::meta::{Flag, MetaRequest, Verb};
 use super::text;
 use super::{
     msg, Command, ErrorReply, Frame, FrameError, Invalid, Limits, Request, Response, StoreMode,
@@ -195,7 +196,106 @@ fn text_request() -> impl Strategy<Value = Request> {
                 frame: text_frame(false, false),
             }
         });
-    prop_oneof![get, store, delete, touch, arith, flush, verbosity, stats, plain, admin]
+    prop_oneof![
+        get,
+        store,
+        delete,
+        touch,
+        arith,
+        flush,
+        verbosity,
+        stats,
+        plain,
+        admin,
+        meta_request()
+    ]
+}
+
+/// A meta command memcached 1.6.18 accepts: a verb, a key (sent base64
+/// with `b` a third of the time, any bytes then), and a random subset of
+/// the flags that verb takes, in random order, with valid tokens.
+fn meta_request() -> impl Strategy<Value = Request> {
+    let verb = select(vec![
+        Verb::Get,
+        Verb::Set,
+        Verb::Delete,
+        Verb::Arith,
+        Verb::Noop,
+    ]);
+    let key = prop_oneof![
+        2 => text_key().prop_map(|k| (k, false)),
+        1 => vec(any::<u8>(), 1..=186).prop_map(|k| (Bytes::from(k), true)),
+    ];
+    let numbers = (any::<u32>(), 0..i32::MAX, any::<u64>(), any::<u64>());
+    let opaque = vec(0x21u8..=0x7e, 0..=31);
+    let modes = (0usize..5, 0usize..4);
+    (verb, key, numbers, opaque, modes, data(), any::<u64>()).prop_map(
+        |(verb, (key, b), (f, ttl, cas, n), opaque, (ms, ma), value, pick)| {
+            if verb == Verb::Noop {
+                return meta(verb, Bytes::new(), Vec::new(), None);
+            }
+            let num = |v: u64| Bytes::from(v.to_string());
+            let mut offered: Vec<Flag> = [b'k', b'q']
+                .into_iter()
+                .map(|c| Flag::new(c, Bytes::new()))
+                .collect();
+            offered.push(Flag::new(b'O', opaque));
+            offered.push(Flag::new(b'T', num(ttl as u64)));
+            let bare: &[u8] = match verb {
+                Verb::Get => b"cfhlstuv",
+                Verb::Set => b"cI",
+                Verb::Delete => b"I",
+                _ => b"ctv",
+            };
+            offered.extend(bare.iter().map(|&c| Flag::new(c, Bytes::new())));
+            match verb {
+                Verb::Get => {
+                    offered.push(Flag::new(b'N', num(n % 1000)));
+                    offered.push(Flag::new(b'R', num(n % 100)));
+                }
+                Verb::Set => {
+                    offered.push(Flag::new(b'F', num(u64::from(f))));
+                    offered.push(Flag::new(b'C', num(cas)));
+                    offered.push(Flag::new(b'M', Bytes::from(&b"SEAPR"[ms..=ms])));
+                }
+                Verb::Delete => offered.push(Flag::new(b'C', num(cas))),
+                _ => {
+                    offered.push(Flag::new(b'N', num(n % 1000)));
+                    offered.push(Flag::new(b'J', num(cas)));
+                    offered.push(Flag::new(b'D', num(n)));
+                    offered.push(Flag::new(b'M', Bytes::from(&b"ID+-"[ma..=ma])));
+                }
+            }
+            // A subset, in an order the pick decides.
+            let mut flags: Vec<Flag> = Vec::new();
+            let mut bits = pick;
+            for (i, flag) in offered.into_iter().enumerate() {
+                if bits & 1 == 1 {
+                    let at = (bits >> 1) as usize % (flags.len() + 1);
+                    flags.insert(at, flag);
+                }
+                bits = bits.rotate_right(3) ^ (i as u64);
+            }
+            if b {
+                flags.insert(0, Flag::new(b'b', Bytes::new()));
+            }
+            let value = (verb == Verb::Set).then_some(value);
+            meta(verb, key, flags, value)
+        },
+    )
+}
+
+fn meta(verb: Verb, key: Bytes, flags: Vec<Flag>, value: Option<Bytes>) -> Request {
+    Request {
+        cmd: Command::Meta(Box::new(MetaRequest {
+            verb,
+            key,
+            flags,
+            datalen: value.as_ref().map(Bytes::len),
+            value,
+        })),
+        frame: text_frame(false, false),
+    }
 }
 
 /// A binary exptime: what fits the 32-bit wire field.
@@ -698,6 +798,16 @@ fn text_junk() -> impl Strategy<Value = Vec<u8>> {
         b"set k 0 0 -1\r\n".to_vec(),
         b"GET / HTTP/1.1\r\n".to_vec(),
         vec![b'x'; SMALL.max_line + 1],
+        // Refused meta lines: a connection goes on after them.
+        b"mg k v v\r\n".to_vec(),
+        b"mg k Zx\r\n".to_vec(),
+        b"ma k Nx\r\n".to_vec(),
+        b"mg Zm!9v b v\r\n".to_vec(),
+        format!("md k O{}\r\n", "o".repeat(40)).into_bytes(),
+        b"ms k 2 MX\r\nzz\r\n".to_vec(),
+        b"ms k 2\r\nabcd\r\n".to_vec(),
+        // This one closes it: its data length cannot be followed.
+        b"ms k -1\r\n".to_vec(),
         format!("gat 0{long_get}\r\n").into_bytes(),
     ])
 }
