@@ -13,6 +13,8 @@
 pub mod admin;
 pub mod chunked;
 pub mod embedded;
+#[cfg(test)]
+mod exporter_tests;
 pub mod instrumented;
 pub mod memcached;
 pub mod meta_lane;
