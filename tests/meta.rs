@@ -343,3 +343,17 @@ fn a_hung_memcached_costs_one_timeout_and_the_lanes_caps() {
     })
     .expect("the meta lane serves again once memcached resumes");
 }
+
+/// memcached restarted while the meta connection was idle: rend notices the
+/// closed connection, and the next meta request goes on a new one rather
+/// than failing on the old.
+#[test]
+fn an_idle_meta_connection_survives_a_memcached_restart() {
+    let (mut mc, rend) = proxy(&[]);
+    let mut c = rend.connect();
+    assert_eq!(text(&fenced(&mut c, b"ms k 1\r\nv\r\n")), "HD\r\nMN\r\n");
+    mc.restart();
+    std::thread::sleep(Duration::from_millis(300));
+    // The new memcached is empty.
+    assert_eq!(text(&fenced(&mut c, b"mg k v\r\n")), "EN\r\nMN\r\n");
+}

@@ -221,7 +221,10 @@ async fn run(mut jobs: mpsc::Receiver<Job>, addr: L1Addr, max_value: usize) {
                         None => return,
                         Some(job) => Step::Job(job),
                     },
-                    r = c.stream.readable(), if !c.waiting.is_empty() => match r {
+                    // Read even when nothing is awaited: an idle connection
+                    // that memcached closed (a restart) is noticed and
+                    // dropped before a request is lost on it.
+                    r = c.stream.readable() => match r {
                         Ok(()) => Step::Read,
                         Err(_) => Step::Fail(BackendError::Unavailable(Tier::L1)),
                     },
