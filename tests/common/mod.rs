@@ -109,6 +109,9 @@ impl Drop for Resume {
     }
 }
 
+/// A SIGSTOP returns once every thread of the process has stopped: the
+/// signal takes effect when each is next scheduled, and a test that sends
+/// a request right after must not find memcached still answering.
 pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -116,6 +119,30 @@ pub fn signal(pid: u32, sig: &str) {
         .status()
         .expect("kill(1)");
     assert!(status.success(), "kill -{sig} {pid} failed");
+    if sig == "STOP" {
+        wait_stopped(pid);
+    }
+}
+
+/// Wait until every thread of `pid` has stopped.
+pub fn wait_stopped(pid: u32) {
+    let all_stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('T')
+                })
+                .unwrap_or(false)
+        })
+    };
+    wait_for(Duration::from_secs(5), all_stopped).expect("the process did not stop");
 }
 
 /// Poll `f` until it holds or the deadline passes.
