@@ -128,6 +128,12 @@ impl Counters {
             Cmd::Get | Cmd::Gat if hit || miss => {
                 self.record_get(r.cmd == Cmd::Gat, r.keys as u64, r.hits as u64)
             }
+            // memcached counts a meta get, set and delete as their classic
+            // forms (a reply `q` hid has no outcome to count).
+            Cmd::MetaGet if hit || miss => self.record_get(false, 1, u64::from(hit)),
+            Cmd::MetaSet => bump(&c.cmd_set, 1),
+            Cmd::MetaDelete if hit => bump(&c.delete_hits, 1),
+            Cmd::MetaDelete if miss => bump(&c.delete_misses, 1),
             Cmd::Set | Cmd::Add | Cmd::Replace | Cmd::Append | Cmd::Prepend => bump(&c.cmd_set, 1),
             Cmd::Cas => {
                 bump(&c.cmd_set, 1);

@@ -357,3 +357,37 @@ fn an_idle_meta_connection_survives_a_memcached_restart() {
     // The new memcached is empty.
     assert_eq!(text(&fenced(&mut c, b"mg k v\r\n")), "EN\r\nMN\r\n");
 }
+
+/// rend's `stats` counts meta gets, sets and deletes as memcached counts
+/// them: as their classic forms.
+#[test]
+fn stats_count_meta_commands_as_memcached_does() {
+    let direct = Memcached::start();
+    let (_mc, rend) = proxy(&[]);
+    let script: &[u8] = b"ms k 1\r\nv\r\nmg k v\r\nmg nope v\r\nmg k s\r\nmd k\r\nmd k\r\nms k2 1 ME\r\nw\r\nmn\r\n";
+    let stat = |c: &mut Conn, name: &str| -> u64 {
+        let reply = text(&c.req(b"stats\r\n", b"END\r\n"));
+        reply
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {reply}"))
+            .parse()
+            .unwrap()
+    };
+    let names = [
+        "cmd_get",
+        "get_hits",
+        "get_misses",
+        "cmd_set",
+        "delete_hits",
+        "delete_misses",
+    ];
+    let mut d = direct.connect();
+    let mut r = rend.connect();
+    d.req(script, b"MN\r\n");
+    r.req(script, b"MN\r\n");
+    let want: Vec<u64> = names.iter().map(|n| stat(&mut d, n)).collect();
+    let got: Vec<u64> = names.iter().map(|n| stat(&mut r, n)).collect();
+    assert_eq!(got, want, "{names:?}");
+    assert_eq!(want, [3, 2, 1, 2, 1, 1], "memcached's own counts");
+}

@@ -196,6 +196,15 @@ impl Outcome {
         }
     }
 
+    /// What a reply that does not say its command means for `cmd`: an
+    /// `ms`'s `HD` is a store.
+    pub fn for_cmd(self, cmd: Cmd) -> Outcome {
+        match (cmd, self) {
+            (Cmd::MetaSet, Outcome::Hit) => Outcome::Stored,
+            (_, outcome) => outcome,
+        }
+    }
+
     /// The outcome of `resp`, the answer to a request naming `keys` keys.
     pub fn of(resp: &Response, keys: usize) -> Outcome {
         match resp {
@@ -217,7 +226,9 @@ impl Outcome {
                     Code::Miss | Code::NotFound => Outcome::Miss,
                     Code::NotStored => Outcome::NotStored,
                     Code::Exists => Outcome::Exists,
-                    Code::Header => Outcome::Ok,
+                    // Found and done (an `ms`'s is `Stored`: see
+                    // [`Outcome::for_cmd`]).
+                    Code::Header => Outcome::Hit,
                 },
                 MetaReply::Noop | MetaReply::Debug { .. } => Outcome::Ok,
                 MetaReply::Error(text) => Outcome::of(&Response::Raw(text.clone()), keys),
@@ -269,7 +280,7 @@ impl Classified {
         };
         Classified {
             cmd: shape.cmd,
-            outcome: Outcome::of(resp, shape.keys),
+            outcome: Outcome::of(resp, shape.keys).for_cmd(shape.cmd),
             keys: shape.keys,
             hits,
             server_error: matches!(resp, Response::Error(ErrorReply::Server(_))),
@@ -401,7 +412,7 @@ impl OpMetrics {
     /// not answer, an error.
     pub fn record_shape(&self, shape: Shape, result: Option<&Response>, elapsed: Duration) {
         let outcome = match result {
-            Some(resp) => Outcome::of(resp, shape.keys),
+            Some(resp) => Outcome::of(resp, shape.keys).for_cmd(shape.cmd),
             None => Outcome::Error,
         };
         self.count(shape.cmd, outcome, elapsed);
