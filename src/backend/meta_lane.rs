@@ -232,19 +232,20 @@ async fn run(mut jobs: mpsc::Receiver<Job>, addr: L1Addr, max_value: usize) {
                         Ok(()) => Step::Write,
                         Err(_) => Step::Fail(BackendError::Unavailable(Tier::L1)),
                     },
-                    () = sleep_until(oldest) => Step::Fail(BackendError::Timeout(Tier::L1)),
+                    () = tokio::time::sleep_until(oldest.unwrap_or_else(Instant::now)),
+                        if oldest.is_some() => Step::Fail(BackendError::Timeout(Tier::L1)),
                 }
             }
         };
         let failure = match step {
             Step::Job(job) => {
-                let mut failure = take(&mut conn, &addr, job).await;
+                take(&mut conn, &addr, job).await;
                 // Whatever else is queued goes out in the same write.
-                while failure.is_none() && conn.is_some() {
+                while conn.is_some() {
                     let Ok(job) = jobs.try_recv() else { break };
-                    failure = take(&mut conn, &addr, job).await;
+                    take(&mut conn, &addr, job).await;
                 }
-                failure
+                None
             }
             Step::Read => conn.as_mut().and_then(|c| read(c, max_value).err()),
             Step::Write => None,
@@ -272,22 +273,15 @@ enum Step {
     Fail(BackendError),
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Queue a job's request on the connection, dialling it first if there is
 /// none. A job whose time ran out while it waited fails alone.
-async fn take(conn: &mut Option<Conn>, addr: &L1Addr, job: Job) -> Option<BackendError> {
+async fn take(conn: &mut Option<Conn>, addr: &L1Addr, job: Job) {
     if job.reply.is_closed() {
-        return None;
+        return;
     }
     if Instant::now() >= job.deadline {
         let _ = job.reply.send(Err(BackendError::Timeout(Tier::L1)));
-        return None;
+        return;
     }
     if conn.is_none() {
         match tokio::time::timeout_at(job.deadline, connect(addr)).await {
@@ -301,15 +295,17 @@ async fn take(conn: &mut Option<Conn>, addr: &L1Addr, job: Job) -> Option<Backen
             }
             Ok(Err(_)) => {
                 let _ = job.reply.send(Err(BackendError::Unavailable(Tier::L1)));
-                return None;
+                return;
             }
             Err(_) => {
                 let _ = job.reply.send(Err(BackendError::Timeout(Tier::L1)));
-                return None;
+                return;
             }
         }
     }
-    let c = conn.as_mut()?;
+    let Some(c) = conn.as_mut() else {
+        return;
+    };
     job.req.encode(&mut c.out);
     let quiet = job.req.quiet();
     if quiet {
@@ -322,7 +318,6 @@ async fn take(conn: &mut Option<Conn>, addr: &L1Addr, job: Job) -> Option<Backen
         quiet,
         got: None,
     });
-    None
 }
 
 /// Read what memcached sent and hand each whole reply to the request at the
