@@ -59,7 +59,7 @@ const READ_ROOM: usize = 64 * 1024;
 type MetaResult = Result<Option<MetaReply>, BackendError>;
 
 struct Job {
-    req: MetaRequest,
+    req: Arc<MetaRequest>,
     ticket: Ticket,
     deadline: Instant,
     reply: oneshot::Sender<MetaResult>,
@@ -143,7 +143,7 @@ pub struct MetaLane {
 
 impl MetaLane {
     /// Send `req` and wait for memcached's reply.
-    fn send(&self, req: MetaRequest) -> Result<oneshot::Receiver<MetaResult>, BackendError> {
+    fn send(&self, req: Arc<MetaRequest>) -> Result<oneshot::Receiver<MetaResult>, BackendError> {
         let bytes = req.value.as_ref().map_or(0, |v| v.len());
         let Some(ticket) = Ticket::take(&self.load, bytes) else {
             return Err(BackendError::Overloaded(Tier::L1));
@@ -172,7 +172,7 @@ impl Backend for MetaLane {
 
     fn call(&self, cmd: &Command) -> BackendFuture {
         let rx = match cmd {
-            Command::Meta(m) => self.send((**m).clone()),
+            Command::Meta(m) => self.send(m.clone()),
             _ => Err(BackendError::Unsupported(Tier::L1)),
         };
         Box::pin(async move {
@@ -239,11 +239,13 @@ async fn run(mut jobs: mpsc::Receiver<Job>, addr: L1Addr, max_value: usize) {
         };
         let failure = match step {
             Step::Job(job) => {
-                take(&mut conn, &addr, job).await;
+                // One reading of the clock for the batch.
+                let now = Instant::now();
+                take(&mut conn, &addr, job, now).await;
                 // Whatever else is queued goes out in the same write.
                 while conn.is_some() {
                     let Ok(job) = jobs.try_recv() else { break };
-                    take(&mut conn, &addr, job).await;
+                    take(&mut conn, &addr, job, now).await;
                 }
                 None
             }
@@ -274,12 +276,12 @@ enum Step {
 }
 
 /// Queue a job's request on the connection, dialling it first if there is
-/// none. A job whose time ran out while it waited fails alone.
-async fn take(conn: &mut Option<Conn>, addr: &L1Addr, job: Job) {
+/// none. A job whose time ran out (by `now`) while it waited fails alone.
+async fn take(conn: &mut Option<Conn>, addr: &L1Addr, job: Job, now: Instant) {
     if job.reply.is_closed() {
         return;
     }
-    if Instant::now() >= job.deadline {
+    if now >= job.deadline {
         let _ = job.reply.send(Err(BackendError::Timeout(Tier::L1)));
         return;
     }

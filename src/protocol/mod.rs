@@ -130,7 +130,8 @@ pub enum Command {
     Quit,
     /// Text only: a meta command (`mg`, `ms`, `md`, `ma`, `mn`, `me`), its
     /// flags checked as memcached 1.6.18 checks them.
-    Meta(Box<meta::MetaRequest>),
+    /// Shared, so a backend that forwards it holds it without a copy.
+    Meta(std::sync::Arc<meta::MetaRequest>),
     /// A request that was refused while decoding; the reply is the error.
     Invalid(Invalid),
 }

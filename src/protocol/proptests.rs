@@ -287,7 +287,7 @@ fn meta_request() -> impl Strategy<Value = Request> {
 
 fn meta(verb: Verb, key: Bytes, flags: Vec<Flag>, value: Option<Bytes>) -> Request {
     Request {
-        cmd: Command::Meta(Box::new(MetaRequest {
+        cmd: Command::Meta(std::sync::Arc::new(MetaRequest {
             verb,
             key,
             flags,

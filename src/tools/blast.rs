@@ -539,7 +539,7 @@ fn build(builder: Builder<'_>, op: Op, keys: &mut KeyGen, rng: &mut impl Rng) ->
             key,
             exptime: opts.exptime,
         },
-        Op::MetaGet => Command::Meta(Box::new(meta_get(key))),
+        Op::MetaGet => Command::Meta(Arc::new(meta_get(key))),
     };
     let frame = frame_for(protocol, &cmd, with_cas);
     (server, Request { cmd, frame })

@@ -5,6 +5,7 @@
 //! line is ever buffered whole.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -387,7 +388,7 @@ impl RequestDecoder {
                 };
                 Ok(None)
             }
-            Ok(req) => Ok(Some(text_request(Command::Meta(Box::new(req)), false))),
+            Ok(req) => Ok(Some(text_request(Command::Meta(Arc::new(req)), false))),
             Err(e) => {
                 let refused = text_request(Command::Invalid(e.to_invalid()), false);
                 match e.next {
@@ -414,7 +415,7 @@ impl RequestDecoder {
 fn meta_data_request(mut req: Box<MetaRequest>, len: usize, buf: &mut BytesMut) -> Request {
     let block = buf.split_to(len + 2).freeze();
     let cmd = match req.attach_value(block) {
-        Ok(()) => Command::Meta(req),
+        Ok(()) => Command::Meta(Arc::from(req)),
         Err(e) => Command::Invalid(e.to_invalid()),
     };
     text_request(cmd, false)
