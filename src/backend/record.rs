@@ -1,11 +1,16 @@
 //! The L2 record and memcached's verbs as pure functions over it.
 //!
 //! A record is what L2 keeps per key: a version byte, then flags (u32),
-//! absolute expiry (u32 Unix seconds, 0 = never) and cas unique (u64), all
-//! big-endian, then the value. [`apply`] decides what a storage command does
-//! to the current record, with memcached's exact semantics, without any I/O,
-//! so the RocksDB store stays a thin shell around it and the rules are
-//! testable on their own.
+//! absolute expiry (u32 Unix seconds, 0 = never) and cas unique (u64), then
+//! (version 2) the item state memcached's meta commands see (last access,
+//! u32 Unix seconds, and a byte of bits: fetched, stale, win token sent,
+//! base64 key), all big-endian, then the value. Version 1 records (no item
+//! state) are still read. [`apply`] decides what a storage command does to
+//! the current record, and [`meta::apply_meta`] what a meta command does,
+//! with memcached's exact semantics, without any I/O, so the RocksDB store
+//! stays a thin shell around them and the rules are testable on their own.
+
+pub mod meta;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -13,10 +18,88 @@ use crate::protocol::expiry::{self, is_expired, THIRTY_DAYS};
 use crate::protocol::number::parse_u64;
 use crate::protocol::{Command, ErrorReply, Response, StoreMode, Value};
 
-/// Version byte of the current encoding.
+/// Version byte of the first encoding, without item state (still read).
 pub const RECORD_V1: u8 = 1;
+/// Version byte of the current encoding.
+pub const RECORD_V2: u8 = 2;
+/// Bytes before the value in a version 1 record.
+pub const RECORD_HEADER_V1: usize = 1 + 4 + 4 + 8;
 /// Bytes before the value.
-pub const RECORD_HEADER: usize = 1 + 4 + 4 + 8;
+pub const RECORD_HEADER: usize = RECORD_HEADER_V1 + 4 + 1;
+
+/// memcached's `ITEM_UPDATE_INTERVAL`: a fetch moves an item's last access
+/// only when it is older than this many seconds.
+pub const UPDATE_INTERVAL: u32 = 60;
+
+/// What memcached keeps about an item beside its data, and its meta
+/// commands show: `l` and `h` of `mg`, `X`, `W` and `Z`, and whether `k`
+/// comes back base64.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ItemState {
+    /// The last access, Unix seconds: when the item was stored, moved on by
+    /// a fetch at most once a [minute](UPDATE_INTERVAL). 0: unknown (a
+    /// version 1 record), read as now.
+    pub accessed: u32,
+    /// Fetched since it was stored (`h1`).
+    pub fetched: bool,
+    /// Invalidated by `md … I` (`X`).
+    pub stale: bool,
+    /// A win token was handed out (`W` once, then `Z`).
+    pub won: bool,
+    /// Stored by an `ms` with a base64 key: `k` returns it base64.
+    pub binary_key: bool,
+}
+
+impl ItemState {
+    /// A new item's state.
+    pub fn new(now: u32) -> ItemState {
+        ItemState {
+            accessed: now,
+            ..ItemState::default()
+        }
+    }
+
+    /// Seconds since the last access (`l`, `la=`).
+    pub fn idle(&self, now: u32) -> u32 {
+        if self.accessed == 0 {
+            0
+        } else {
+            now.saturating_sub(self.accessed)
+        }
+    }
+
+    /// memcached's `do_item_update`: the last access moves to now when it
+    /// is more than a minute old.
+    pub fn update(&mut self, now: u32) {
+        if self.accessed < now.saturating_sub(UPDATE_INTERVAL) {
+            self.accessed = now;
+        }
+    }
+
+    /// memcached's `do_item_bump` on a fetch (with its LRU maintainer off,
+    /// see `tests/meta_differential.rs`): fetched, and the access updated.
+    pub fn bump(&mut self, now: u32) {
+        self.fetched = true;
+        self.update(now);
+    }
+
+    fn bits(&self) -> u8 {
+        u8::from(self.fetched)
+            | u8::from(self.stale) << 1
+            | u8::from(self.won) << 2
+            | u8::from(self.binary_key) << 3
+    }
+
+    fn from_bits(accessed: u32, b: u8) -> ItemState {
+        ItemState {
+            accessed,
+            fetched: b & 1 != 0,
+            stale: b & 2 != 0,
+            won: b & 4 != 0,
+            binary_key: b & 8 != 0,
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -25,6 +108,7 @@ pub struct Record {
     pub expiry: u32,
     pub cas: u64,
     pub value: Bytes,
+    pub state: ItemState,
 }
 
 /// Why stored bytes are not a record.
@@ -39,35 +123,51 @@ pub enum DecodeError {
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(RECORD_HEADER + self.value.len());
-        out.put_u8(RECORD_V1);
+        out.put_u8(RECORD_V2);
         out.put_u32(self.flags);
         out.put_u32(self.expiry);
         out.put_u64(self.cas);
+        out.put_u32(self.state.accessed);
+        out.put_u8(self.state.bits());
         out.put_slice(&self.value);
         out
     }
 
     pub fn decode(b: &[u8]) -> Result<Record, DecodeError> {
-        if b.len() < RECORD_HEADER {
+        let header = match b.first() {
+            Some(&RECORD_V1) => RECORD_HEADER_V1,
+            Some(&RECORD_V2) => RECORD_HEADER,
+            Some(&v) if b.len() >= RECORD_HEADER_V1 => return Err(DecodeError::Version(v)),
+            _ => return Err(DecodeError::Short),
+        };
+        if b.len() < header {
             return Err(DecodeError::Short);
-        }
-        if b[0] != RECORD_V1 {
-            return Err(DecodeError::Version(b[0]));
         }
         let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let mut cas = [0u8; 8];
         cas.copy_from_slice(&b[9..17]);
+        let state = if header == RECORD_HEADER {
+            ItemState::from_bits(u32_at(17), b[21])
+        } else {
+            ItemState::default()
+        };
         Ok(Record {
             flags: u32_at(1),
             expiry: u32_at(5),
             cas: u64::from_be_bytes(cas),
-            value: Bytes::copy_from_slice(&b[RECORD_HEADER..]),
+            value: Bytes::copy_from_slice(&b[header..]),
+            state,
         })
     }
 
     /// The header fields alone, for the compaction filter.
     pub fn peek(b: &[u8]) -> Option<(u32, u64)> {
-        if b.len() < RECORD_HEADER || b[0] != RECORD_V1 {
+        let header = match b.first() {
+            Some(&RECORD_V1) => RECORD_HEADER_V1,
+            Some(&RECORD_V2) => RECORD_HEADER,
+            _ => return None,
+        };
+        if b.len() < header {
             return None;
         }
         let expiry = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
@@ -231,7 +331,7 @@ pub fn apply(
                 (StoreMode::Cas, Some(o)) if o.cas != *want => (Response::Exists, Effect::Keep),
                 (StoreMode::Cas, Some(_)) => (stored, stamp.put(*flags, *exptime, value.clone())),
                 (StoreMode::Append | StoreMode::Prepend, Some(o)) => {
-                    join(o, value, mode == StoreMode::Append, *want, cas, max_value)
+                    join(o, value, mode == StoreMode::Append, *want, stamp, max_value)
                 }
             }
         }
@@ -279,16 +379,22 @@ struct Stamp {
 }
 
 impl Stamp {
+    /// A new item: this write's cas, a fresh state.
+    fn record(self, flags: u32, expiry: u32, value: Bytes) -> Record {
+        Record {
+            flags,
+            expiry,
+            cas: self.cas,
+            value,
+            state: ItemState::new(self.now),
+        }
+    }
+
     /// A new record of `value`: or, when its exptime has already passed, as
     /// good as gone.
     fn put(self, flags: u32, exptime: i64, value: Bytes) -> Effect {
         match expiry_of(exptime, self.now) {
-            Some(expiry) => Effect::Put(Record {
-                flags,
-                expiry,
-                cas: self.cas,
-                value,
-            }),
+            Some(expiry) => Effect::Put(self.record(flags, expiry, value)),
             // Stored and at once expired: as good as gone.
             None => Effect::Delete,
         }
@@ -303,7 +409,7 @@ fn join(
     value: &[u8],
     append: bool,
     want: u64,
-    cas: u64,
+    stamp: Stamp,
     max_value: usize,
 ) -> (Response, Effect) {
     if want != 0 && want != o.cas {
@@ -313,14 +419,11 @@ fn join(
     if total > max_value {
         return (Response::NotStored, Effect::Keep);
     }
+    // memcached links a new item: a fresh state.
+    let value = joined(&o.value, value, append);
     (
-        Response::Stored { cas },
-        Effect::Put(Record {
-            flags: o.flags,
-            expiry: o.expiry,
-            cas,
-            value: joined(&o.value, value, append),
-        }),
+        Response::Stored { cas: stamp.cas },
+        Effect::Put(stamp.record(o.flags, o.expiry, value)),
     )
 }
 
@@ -362,23 +465,43 @@ fn arith(
                     value,
                     cas: stamp.cas,
                 },
-                Effect::Put(Record {
-                    flags: o.flags,
-                    expiry: o.expiry,
-                    cas: stamp.cas,
-                    value: Bytes::from(digits),
-                }),
+                Effect::Put(counted(o, digits, stamp)),
             ),
         },
     }
 }
 
+/// The record after incr/decr wrote `digits` (see [`arith_value`]): as
+/// memcached does it, in place when the number fits in the old value (the
+/// item keeps its state and its last access is updated), else as a new
+/// item with the old flags and expiry.
+fn counted(o: &Record, digits: Vec<u8>, stamp: Stamp) -> Record {
+    if digits.len() <= o.value.len() {
+        let mut state = o.state;
+        state.update(stamp.now);
+        Record {
+            cas: stamp.cas,
+            value: Bytes::from(digits),
+            state,
+            ..o.clone()
+        }
+    } else {
+        stamp.record(o.flags, o.expiry, Bytes::from(digits))
+    }
+}
+
+/// touch and gat: a new expiry; as in memcached, the item is fetched too.
 fn retouch(o: &Record, exptime: i64, now: u32) -> Effect {
     match expiry_of(exptime, now) {
-        Some(expiry) => Effect::Put(Record {
-            expiry,
-            ..o.clone()
-        }),
+        Some(expiry) => {
+            let mut state = o.state;
+            state.bump(now);
+            Effect::Put(Record {
+                expiry,
+                state,
+                ..o.clone()
+            })
+        }
         None => Effect::Delete,
     }
 }
@@ -396,6 +519,7 @@ mod tests {
             expiry: 0,
             cas,
             value: Bytes::from(value.to_string()),
+            state: ItemState::new(NOW - 10),
         }
     }
 
@@ -417,15 +541,22 @@ mod tests {
             expiry: 0x05060708,
             cas: 0x090a0b0c0d0e0f10,
             value: Bytes::from_static(b"v"),
+            state: ItemState {
+                accessed: 0x11121314,
+                fetched: true,
+                stale: false,
+                won: true,
+                binary_key: false,
+            },
         };
         assert_eq!(
             r.encode(),
-            [1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, b'v']
+            [2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 5, b'v']
         );
-        assert_eq!(Record::decode(&r.encode()[..16]), Err(DecodeError::Short));
-        let mut v2 = r.encode();
-        v2[0] = 2;
-        assert_eq!(Record::decode(&v2), Err(DecodeError::Version(2)));
+        assert_eq!(Record::decode(&r.encode()[..21]), Err(DecodeError::Short));
+        let mut v3 = r.encode();
+        v3[0] = 3;
+        assert_eq!(Record::decode(&v3), Err(DecodeError::Version(3)));
         assert_eq!(
             Record::peek(&r.encode()),
             Some((0x05060708, 0x090a0b0c0d0e0f10))
@@ -483,6 +614,7 @@ mod tests {
                 expiry: 0,
                 cas,
                 value: Bytes::from_static(b"new"),
+                state: ItemState::new(NOW),
             })
         };
         let stored = Response::Stored { cas: 99 };
@@ -527,7 +659,8 @@ mod tests {
                 flags: 7,
                 expiry: NOW + 100,
                 cas: 6,
-                value: Bytes::from_static(b"abcd")
+                value: Bytes::from_static(b"abcd"),
+                state: ItemState::new(NOW),
             })
         );
         let (r, _) = apply(&store(StoreMode::Prepend, 5, "x"), Some(&old), NOW, 6, 100);
@@ -605,6 +738,10 @@ mod tests {
             e,
             Effect::Put(Record {
                 expiry: NOW + 60,
+                state: ItemState {
+                    fetched: true,
+                    ..old.state
+                },
                 ..old.clone()
             })
         );
@@ -624,7 +761,7 @@ mod tests {
         #![proptest_config(crate::proptest_config("fixtures/proptest-regressions/record.txt"))]
         #[test]
         fn record_round_trip(flags: u32, expiry: u32, cas: u64, value in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let r = Record { flags, expiry, cas, value: Bytes::from(value) };
+            let r = Record { flags, expiry, cas, value: Bytes::from(value), state: ItemState::new(expiry) };
             let bytes = r.encode();
             prop_assert_eq!(bytes.len(), RECORD_HEADER + r.value.len());
             prop_assert_eq!(Record::peek(&bytes), Some((expiry, cas)));

@@ -28,15 +28,13 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{
-    answer_locally, backend_failure, l1_stats, meta_unserved, ready, relay_admin, Admin, Orca,
-    Reply,
-};
+use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
 use crate::backend::record::{flush_when, server_started, FlushWhen};
 use crate::backend::Backend;
 use crate::locks::KeyLocks;
 use crate::metrics::Counters;
 use crate::protocol::expiry;
+use crate::protocol::meta::{MetaRequest, Verb};
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response, StoreMode, Value};
 use crate::ratelimit::RateLimit;
 
@@ -215,6 +213,7 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
             | Command::Touch { .. }
             | Command::Arith { .. }) => self.write(policy, cmd).await,
             Command::Flush { delay } => self.flush(delay).await,
+            Command::Meta(req) => self.meta(req).await,
             // A binary `stats <group>` is memcached's (a text one went to
             // the admin lane).
             Command::Stats { arg } => match self.l1.call(&l1_stats(&arg)).await {
@@ -502,6 +501,30 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Shared<B1, B2> {
         resp
     }
 
+    /// A meta command, served from L2 alone: L2 keeps the item state meta
+    /// commands see (stale, win token, fetched, last access), so it is the
+    /// same across an L1 eviction or restart. Under the key's lock, as a
+    /// write: a command that may change the value, flags, expiry or cas
+    /// (every `ms`, `md` and `ma`, and an `mg` with `T`) drops L1's copy,
+    /// which the next classic read refills from L2.
+    async fn meta(&self, req: Arc<MetaRequest>) -> Response {
+        let key = req.key.clone();
+        let _guard = self.locks.write([&key[..]]).await;
+        let resp = match self.l2.call(&Command::Meta(req.clone())).await {
+            Ok(r) => r,
+            Err(e) => return backend_failure(&e),
+        };
+        let drops = match req.verb {
+            Verb::Set | Verb::Delete | Verb::Arith => true,
+            Verb::Get => req.has(b'T'),
+            Verb::Noop | Verb::Debug => false,
+        };
+        if drops {
+            self.l1_delete(&key).await;
+        }
+        resp
+    }
+
     /// L1 gets L2's current record of `key` (after append or incr, whose
     /// result only L2 has in full).
     async fn l1_refresh(&self, policy: Policy, key: &Bytes) {
@@ -712,9 +735,6 @@ impl<B1: Backend + Clone, B2: Backend + Clone> Orca for TwoTier<B1, B2> {
         }
         if let Some(reply) = relay_admin(req, &self.shared.admin) {
             return reply;
-        }
-        if let Command::Meta(_) = req.cmd {
-            return ready(meta_unserved());
         }
         // A one-key get, the common request, gets a future of its own size
         // rather than one sized for every command.

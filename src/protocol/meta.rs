@@ -37,7 +37,7 @@
 //! deliberately differs from memcached", items 2 and 3). [`MetaError`] says
 //! when memcached would have answered otherwise.
 
-mod base64;
+pub mod base64;
 mod reply;
 #[cfg(test)]
 mod tests;

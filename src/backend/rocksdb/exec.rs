@@ -9,9 +9,11 @@ use std::sync::Mutex;
 use ::rocksdb::{WriteBatch, WriteOptions};
 
 use super::{lock, stop, Durability, Inner, Mode, Stop};
+use crate::backend::record::meta::{apply_meta, needs_cas};
 use crate::backend::record::{apply, Effect, Record};
 use crate::backend::{BackendError, Tier};
 use crate::protocol::expiry;
+use crate::protocol::meta::{MetaRequest, Verb};
 use crate::protocol::{Command, ErrorReply, Response, StoreMode};
 use crate::ratelimit::RateLimit;
 
@@ -74,6 +76,11 @@ impl Inner {
         match cmd {
             Command::Store { key, value, .. } => Some(key.len() + value.len()),
             Command::Arith { key, .. } => Some(key.len() + 20),
+            Command::Meta(m) => match m.verb {
+                Verb::Set => Some(m.key.len() + m.value.as_ref().map_or(0, |v| v.len())),
+                Verb::Arith => Some(m.key.len() + 20),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -131,6 +138,15 @@ impl Inner {
                 }
                 self.write(key, cmd, now, mode)
             }
+            Command::Meta(m) => {
+                if let (Some(max), Some(adds)) = (self.max_bytes, Self::grows(cmd)) {
+                    if self.used() + adds as u64 > max {
+                        self.stats.refused_full.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Response::Error(ErrorReply::OutOfMemory));
+                    }
+                }
+                self.meta(m, now, mode)
+            }
             Command::Flush { .. } if mode == Mode::Now => Err(Stop::WouldBlock),
             Command::Flush { delay } => Ok(self.flush_all(*delay, now)?),
             _ => Err(Stop::Failed(BackendError::Unsupported(Tier::L2))),
@@ -161,6 +177,36 @@ impl Inner {
             _ => 0,
         };
         let (resp, effect) = apply(cmd, old.as_ref(), now, cas, self.max_value);
+        self.store(key, effect, &opts, mode)?;
+        Ok(resp)
+    }
+
+    /// A meta command: memcached's rules ([`apply_meta`]) on the key's
+    /// record, under its stripe lock, as a write is. A command that changes
+    /// nothing (most `mg`s, once the item is fetched) writes nothing.
+    fn meta(&self, req: &MetaRequest, now: u32, mode: Mode) -> Result<Response, Stop> {
+        let key = &req.key[..];
+        let _g = lock(self.stripe(key), mode, "key lock")?;
+        let opts = self.write_opts(mode)?;
+        let old = self.live(key, now, mode)?;
+        let cas = if needs_cas(req) {
+            self.next_cas(mode)?
+        } else {
+            0
+        };
+        let out = apply_meta(req, old.as_ref(), now, cas, self.max_value);
+        self.store(key, out.effect, &opts, mode)?;
+        Ok(out.reply.map_or(Response::Nothing, Response::Meta))
+    }
+
+    /// Carry out what a command decided for `key`'s record.
+    fn store(
+        &self,
+        key: &[u8],
+        effect: Effect,
+        opts: &WriteOptions,
+        mode: Mode,
+    ) -> Result<(), Stop> {
         match effect {
             Effect::Keep => {}
             Effect::Put(rec) => {
@@ -168,17 +214,17 @@ impl Inner {
                 let size = (key.len() + bytes.len()) as u64;
                 let mut batch = WriteBatch::default();
                 batch.put(key, bytes);
-                self.db.write_opt(batch, &opts).map_err(|e| stop(e, mode))?;
+                self.db.write_opt(batch, opts).map_err(|e| stop(e, mode))?;
                 self.written.fetch_add(size, Ordering::Relaxed);
                 self.flush_if_waiting(mode)?;
             }
             Effect::Delete => {
-                self.db.delete_opt(key, &opts).map_err(|e| stop(e, mode))?;
+                self.db.delete_opt(key, opts).map_err(|e| stop(e, mode))?;
                 self.written
                     .fetch_add(key.len() as u64 + 16, Ordering::Relaxed);
                 self.flush_if_waiting(mode)?;
             }
         }
-        Ok(resp)
+        Ok(())
     }
 }
