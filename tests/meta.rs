@@ -8,8 +8,11 @@
 //!   is served stale with one win;
 //! - the lane fails fast while memcached is down and serves again when it
 //!   is back;
-//! - l1-l2, its batch port and `--chunked` answer `mn` and refuse the other
-//!   meta commands with one `SERVER_ERROR`, and the connection goes on.
+//! - l1-l2 and its batch port serve them from L2: the herd and the stale
+//!   item behave as in l1-only, the item state outlives an L1 restart and a
+//!   rend restart, and classic reads after a meta write see it;
+//! - `--chunked` answers `mn` and refuses the other meta commands with one
+//!   `SERVER_ERROR`, and the connection goes on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -155,6 +158,15 @@ fn read_meta(c: &mut Conn) -> Vec<u8> {
 #[test]
 fn fifty_clients_racing_to_recache_a_missing_key_get_one_win() {
     let (_mc, rend) = proxy(&[]);
+    herd(&rend);
+    let mc = Memcached::start();
+    let l2 = tempfile::tempdir().unwrap();
+    herd(&Rend::start_two_tier(&mc, l2.path(), &[]));
+}
+
+/// 50 clients `mg herd N30` at once: one wins, 49 see the win taken, until
+/// the winner sets the value.
+fn herd(rend: &Rend) {
     const CLIENTS: usize = 50;
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let replies: Vec<Vec<u8>> = std::thread::scope(|s| {
@@ -192,6 +204,15 @@ fn fifty_clients_racing_to_recache_a_missing_key_get_one_win() {
 #[test]
 fn an_invalidated_item_is_served_stale_with_one_win() {
     let (_mc, rend) = proxy(&[]);
+    stale_while_revalidate(&rend);
+    let mc = Memcached::start();
+    let l2 = tempfile::tempdir().unwrap();
+    stale_while_revalidate(&Rend::start_two_tier(&mc, l2.path(), &[]));
+}
+
+/// `md k I`, then five `mg`s: `X` and `W` once, then `X` and `Z`; the
+/// winner's set replaces the stale item.
+fn stale_while_revalidate(rend: &Rend) {
     let mut c = rend.connect();
     assert_eq!(
         text(&fenced(&mut c, b"set k 0 0 3\r\nold\r\nmd k I T30\r\n")),
@@ -246,9 +267,9 @@ fn the_meta_lane_fails_fast_while_memcached_is_down() {
     assert_eq!(text(&fenced(&mut c, b"mg k v\r\n")), "VA 1\r\nw\r\nMN\r\n");
 }
 
-/// What the modes that do not serve meta commands answer: `mn`, and one
-/// `SERVER_ERROR` per other meta command (an `ms`'s data block read and
-/// dropped), with the connection going on.
+/// What `--chunked` answers: `mn`, and one `SERVER_ERROR` per other meta
+/// command (an `ms`'s data block read and dropped), with the connection
+/// going on.
 fn refuses_meta(c: &mut Conn) {
     let got = c.req(
         b"set k 0 0 1\r\nv\r\nmg k v\r\nms k 2\r\nxy\r\nmn\r\nget k\r\nmn\r\n",
@@ -262,14 +283,87 @@ fn refuses_meta(c: &mut Conn) {
 }
 
 #[test]
-fn chunked_and_two_tier_modes_refuse_meta_commands_and_go_on() {
+fn chunked_mode_refuses_meta_commands_and_goes_on() {
     let (_mc, chunked) = proxy(&["--chunked"]);
     refuses_meta(&mut chunked.connect());
-    let mc = Memcached::start();
+}
+
+/// l1-l2 keeps the item state meta commands see in L2: it outlives L1's
+/// restart and rend's, and after a meta write a classic read through L1
+/// sees L2's value. The batch port serves meta commands the same way.
+#[test]
+fn two_tier_keeps_meta_state_in_l2() {
+    let mut mc = Memcached::start();
     let l2 = tempfile::tempdir().unwrap();
-    let two_tier = Rend::start_two_tier(&mc, l2.path(), &[]);
-    refuses_meta(&mut two_tier.connect());
-    refuses_meta(&mut two_tier.connect_batch());
+    let rend = Rend::start_two_tier(&mc, l2.path(), &[]);
+    let mut c = rend.connect();
+    // A classic read fills L1; each meta write that follows is seen by the
+    // next classic read.
+    let steps: [(&[u8], &str); 8] = [
+        (
+            b"set k 0 0 3\r\nold\r\nget k\r\n",
+            "STORED\r\nVALUE k 0 3\r\nold\r\nEND\r\n",
+        ),
+        (
+            b"ms k 3 F9\r\nnew\r\nget k\r\n",
+            "HD\r\nVALUE k 9 3\r\nnew\r\nEND\r\n",
+        ),
+        (
+            b"set n 0 0 1\r\n5\r\nget n\r\n",
+            "STORED\r\nVALUE n 0 1\r\n5\r\nEND\r\n",
+        ),
+        (
+            b"ma n D3 v\r\nget n\r\n",
+            "VA 1\r\n8\r\nVALUE n 0 1\r\n8\r\nEND\r\n",
+        ),
+        (
+            b"ms k 1 MA\r\n!\r\nget k\r\n",
+            "HD\r\nVALUE k 9 4\r\nnew!\r\nEND\r\n",
+        ),
+        (b"md n q\r\nget n\r\n", "END\r\n"),
+        (
+            b"md k I T100\r\nget k\r\n",
+            "HD\r\nVALUE k 9 4\r\nnew!\r\nEND\r\n",
+        ),
+        (b"mg k v t\r\n", "VA 4 t100 X W\r\nnew!\r\n"),
+    ];
+    for (req, want) in steps {
+        assert_eq!(
+            text(&fenced(&mut c, req)),
+            format!("{want}MN\r\n"),
+            "{}",
+            text(req)
+        );
+    }
+    // L1 restarts empty: the item, stale, its win taken, is still there.
+    mc.kill();
+    mc.restart();
+    common::wait_for(Duration::from_secs(5), || {
+        text(&fenced(&mut c, b"get k\r\n")).starts_with("VALUE k 9 4")
+    })
+    .expect("rend serves again after L1's restart");
+    assert_eq!(
+        text(&fenced(&mut c, b"mg k v\r\n")),
+        "VA 4 Z X\r\nnew!\r\nMN\r\n"
+    );
+    // And rend restarts on the same L2.
+    drop(c);
+    drop(rend);
+    let rend = Rend::start_two_tier(&mc, l2.path(), &[]);
+    let mut c = rend.connect();
+    assert_eq!(
+        text(&fenced(&mut c, b"mg k h c\r\n")).split(' ').nth(1),
+        Some("h1")
+    );
+    assert_eq!(text(&fenced(&mut c, b"mg k s\r\n")), "HD s4 Z X\r\nMN\r\n");
+    let mut b = rend.connect_batch();
+    assert_eq!(
+        text(&fenced(
+            &mut b,
+            b"ms b 2 T0\r\nxy\r\nmg b v k\r\nmg b N30 v\r\nmg gone N30 v\r\n"
+        )),
+        "HD\r\nVA 2 kb\r\nxy\r\nVA 2\r\nxy\r\nVA 0 W\r\n\r\nMN\r\n"
+    );
 }
 
 #[test]

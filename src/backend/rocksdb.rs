@@ -69,6 +69,7 @@ use ::rocksdb::statistics::Ticker;
 use ::rocksdb::{Options, WriteOptions, DB};
 
 use super::{Backend, BackendError, BackendFuture, BatchFuture, Tier};
+use crate::protocol::meta::Verb;
 use crate::protocol::Command;
 use crate::ratelimit::RateLimit;
 
@@ -384,7 +385,7 @@ fn writes(cmd: &Command) -> bool {
             | Command::Touch { .. }
             | Command::Get { touch: Some(_), .. }
             | Command::Flush { .. }
-    )
+    ) || matches!(cmd, Command::Meta(m) if !matches!(m.verb, Verb::Noop | Verb::Debug))
 }
 
 impl Backend for L2 {
