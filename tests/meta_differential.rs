@@ -82,12 +82,22 @@
 //! (`KNOWN_DIVERGENCE`; `too_long_opaque_on_mg_and_ma_is_refused_before_anything_happens`
 //! checks both sides of it).
 //!
-//! Also (`chunked_and_two_tier_refuse_meta_commands_in_the_stream`): a
-//! shorter stream against rend `--chunked` (l1-only) and rend `--orca
-//! l1-l2`, where every well-formed meta command but `mn` must get exactly
-//! the refusal line, and the classic commands, `mn` and the malformed lines
-//! memcached's own replies (from a reference that gets only those; cas
-//! values compared as a bijection, since rend's are not memcached's there).
+//! In `l1-l2` (`two_tier_stream_matches_memcached`): the same stream, each
+//! step in one write to rend `--orca l1-l2`, against a reference that gets
+//! one request at a time. rend serves meta commands from L2, so its cas
+//! values are L2's: they are compared as a one-to-one map (reference →
+//! rend), and cas tokens sent to rend are translated through it, keeping
+//! their order among the values handed out (a token below an item's cas
+//! stays below it, for `ms … I`). One deliberate difference is relaxed
+//! (README item 10): a classic read that L1 answers does not mark the item
+//! fetched in L2 ([`ClassicFetched`]).
+//!
+//! Also (`chunked_refuses_meta_commands_in_the_stream`): a shorter stream
+//! against rend `--chunked` (l1-only), where every well-formed meta command
+//! but `mn` must get exactly the refusal line, and the classic commands,
+//! `mn` and the malformed lines memcached's own replies (from a reference
+//! that gets only those; cas values compared as a bijection, since rend's
+//! are not memcached's there).
 //!
 //! `MDIFF_SEED=<n>`, `MDIFF_STEPS=<n>` run another stream; `MDIFF_TRACE=1`
 //! prints every step.

@@ -9,6 +9,8 @@
 //!   flags and absolute expiry, under the key's shared lock, so a delete
 //!   cannot slip between the L2 read and the back-fill. `flush_all` takes
 //!   every stripe.
+//! - Meta commands are served from L2 alone ([`Shared::meta`]), which keeps
+//!   the item state they see; a meta write drops L1's copy.
 //! - L2's cas is the only cas clients see. L1 keeps it beside the value: an
 //!   L1 item is [`L1_TAG`], the L2 cas (u64, big-endian), then the value, with
 //!   the client's flags. An L1 item without the tag is ignored (a miss).

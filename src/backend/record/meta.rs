@@ -81,10 +81,7 @@ fn expiry_at(exptime: i32, now: u32) -> Option<u32> {
 /// An exptime token as memcached compares it (`R`): 0 never, else the
 /// absolute second (1 for one already gone).
 fn time_at(exptime: i32, now: u32) -> u32 {
-    match expiry_at(exptime, now) {
-        Some(e) => e,
-        None => 1,
-    }
+    expiry_at(exptime, now).unwrap_or(1)
 }
 
 /// `t`: seconds to live, `-1` for none. memcached writes an item whose
