@@ -161,7 +161,10 @@ pub async fn run(
                             stats.clone(),
                         );
                         let l1 = Instrumented::new(l1, l1m.clone());
-                        Box::new(L1Only::new(l1, admin.clone(), counters.clone())) as Box<dyn Orca>
+                        // Meta commands run on the chunked values too.
+                        let orca =
+                            L1Only::new(l1.clone(), admin.clone(), counters.clone()).with_meta(l1);
+                        Box::new(orca) as Box<dyn Orca>
                     }),
                     None,
                     None,

@@ -11,8 +11,8 @@
 //! - l1-l2 and its batch port serve them from L2: the herd and the stale
 //!   item behave as in l1-only, the item state outlives an L1 restart and a
 //!   rend restart, and classic reads after a meta write see it;
-//! - `--chunked` answers `mn` and refuses the other meta commands with one
-//!   `SERVER_ERROR`, and the connection goes on.
+//! - `--chunked` runs them over chunked values, the item state in each
+//!   value's `-ttl` record.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -267,25 +267,44 @@ fn the_meta_lane_fails_fast_while_memcached_is_down() {
     assert_eq!(text(&fenced(&mut c, b"mg k v\r\n")), "VA 1\r\nw\r\nMN\r\n");
 }
 
-/// What `--chunked` answers: `mn`, and one `SERVER_ERROR` per other meta
-/// command (an `ms`'s data block read and dropped), with the connection
-/// going on.
-fn refuses_meta(c: &mut Conn) {
-    let got = c.req(
-        b"set k 0 0 1\r\nv\r\nmg k v\r\nms k 2\r\nxy\r\nmn\r\nget k\r\nmn\r\n",
-        b"END\r\nMN\r\n",
-    );
-    let refusal = "SERVER_ERROR meta commands are served in l1-only mode without --chunked\r\n";
-    assert_eq!(
-        text(&got),
-        format!("STORED\r\n{refusal}{refusal}MN\r\nVALUE k 0 1\r\nv\r\nEND\r\nMN\r\n")
-    );
-}
-
+/// `--chunked` runs meta commands over chunked values: the herd and the
+/// stale item as in l1-only, sizes are the client's (a value of several
+/// chunks), a value a classic `set` wrote is served, and the item state
+/// outlives a classic `touch` and an in-place `incr`.
 #[test]
-fn chunked_mode_refuses_meta_commands_and_goes_on() {
+fn chunked_mode_serves_meta_commands() {
     let (_mc, chunked) = proxy(&["--chunked"]);
-    refuses_meta(&mut chunked.connect());
+    herd(&chunked);
+    stale_while_revalidate(&chunked);
+    let mut c = chunked.connect();
+    let big = "x".repeat(5000);
+    let set = format!("ms big 5000 T0 F3\r\n{big}\r\nmg big s f v\r\n");
+    assert_eq!(
+        text(&fenced(&mut c, set.as_bytes())),
+        format!("HD\r\nVA 5000 s5000 f3\r\n{big}\r\nMN\r\n")
+    );
+    let steps: [(&[u8], &str); 6] = [
+        (
+            b"set n 0 0 2\r\n10\r\nmg n h\r\nmg n h\r\n",
+            "STORED\r\nHD h0\r\nHD h1\r\n",
+        ),
+        (b"md n I\r\nmg n v\r\n", "HD\r\nVA 2 X W\r\n10\r\n"),
+        (b"touch n 100\r\nincr n 5\r\n", "TOUCHED\r\n15\r\n"),
+        (b"mg n v t h\r\n", "VA 2 t100 h1 Z X\r\n15\r\n"),
+        (b"incr n 100\r\nmg n v h\r\n", "115\r\nVA 3 h0\r\n115\r\n"),
+        (
+            b"ma n D5 N0 v\r\nma gone N0 J7 v\r\n",
+            "VA 3\r\n120\r\nVA 1\r\n7\r\n",
+        ),
+    ];
+    for (req, want) in steps {
+        assert_eq!(
+            text(&fenced(&mut c, req)),
+            format!("{want}MN\r\n"),
+            "{}",
+            text(req)
+        );
+    }
 }
 
 /// l1-l2 keeps the item state meta commands see in L2: it outlives L1's

@@ -123,11 +123,6 @@ const STEPS: usize = 3000;
 /// many steps, so time passes for the items (ticks of memcached's clock).
 const PAUSE_EVERY: usize = 600;
 const PAUSE: Duration = Duration::from_millis(1100);
-/// Steps of the streams against the modes that refuse meta commands.
-const REFUSING_STEPS: usize = 400;
-
-const REFUSAL: &[u8] =
-    b"SERVER_ERROR meta commands are served in l1-only mode without --chunked\r\n";
 
 /// Both memcacheds of every run (see the module doc).
 const MEMCACHED_ARGS: &[&str] = &["-o", "no_lru_maintainer,no_lru_crawler"];
@@ -311,13 +306,11 @@ struct Gen {
 enum Target {
     /// `l1-only`: rend's cas values are memcached B's, the reference's.
     L1Only,
-    /// A mode that refuses meta commands: rend's cas values are its own, so
-    /// a `cas` token is one the reference showed (translated for rend) or
+    /// `l1-l2` and `--chunked`: rend's cas values are its own (L2's, the
+    /// metadata item's), so a `cas` token is one the reference showed
+    /// (translated for rend keeping its order, [`Bijection::to_rend`]), or
     /// one no server hands out.
-    Refusing,
-    /// `l1-l2`: rend's cas values are L2's, and tokens are translated
-    /// keeping their order ([`Bijection::to_rend`]).
-    TwoTier,
+    OwnCas,
 }
 
 impl Gen {
@@ -460,7 +453,7 @@ impl Gen {
             if r < 50 {
                 return c;
             }
-            if r < 60 && self.target != Target::Refusing {
+            if r < 60 {
                 return c.saturating_sub(1);
             }
         }
@@ -1261,89 +1254,6 @@ fn meta_stream_matches_memcached() {
     }
 }
 
-/// The same kind of stream against a rend that refuses meta commands: each
-/// well-formed meta command but `mn` gets the refusal line; everything else
-/// gets what a reference memcached that sees only those answers.
-fn refusing_run(mode: &'static str, rend: &Rend) {
-    let seed = env_or("MDIFF_SEED", SEED);
-    let steps = env_or("MDIFF_STEPS", REFUSING_STEPS);
-    let reference = Memcached::start_with(MEMCACHED_ARGS);
-    let mut a = reference.connect();
-    let mut r = rend.connect();
-    let mut gen = Gen::new(seed, Target::Refusing);
-    let mut trace = Trace::new(seed, mode);
-    let mut tally = Tally::default();
-    let mut cas = Bijection::default();
-    cas.pair(0, 0).unwrap();
-    let (mut refused, mut compared) = (0, 0);
-    for i in 0..steps {
-        let step = gen.step();
-        trace.rows = step.iter().filter_map(|q| q.row.clone()).collect();
-        let mut want = Vec::new();
-        let mut to_rend = Vec::new();
-        for q in &step {
-            if q.kind == Kind::Meta {
-                want.extend_from_slice(REFUSAL);
-                to_rend.extend_from_slice(&q.bytes);
-                refused += 1;
-                continue;
-            }
-            let mut one = q.bytes.clone();
-            one.extend_from_slice(b"mn\r\n");
-            let mns = 1 + usize::from(q.kind == Kind::Noop);
-            a.send(&one);
-            let reply = match read_reply(&mut a, mns) {
-                Ok(reply) => reply,
-                Err(partial) => trace.fail(
-                    i,
-                    "the reference did not answer",
-                    &one,
-                    &Err(partial),
-                    &Ok(Vec::new()),
-                ),
-            };
-            gen.learn(std::slice::from_ref(q), &reply);
-            want.extend_from_slice(&reply[..reply.len() - 4]);
-            // A cas the reference showed goes to rend as its counterpart.
-            let sent = match q.cas() {
-                Some(c) => q.with_cas(cas.fwd.get(&c).copied().unwrap_or(c)),
-                None => q.bytes.clone(),
-            };
-            to_rend.extend_from_slice(&sent);
-            compared += 1;
-        }
-        want.extend_from_slice(b"MN\r\n");
-        to_rend.extend_from_slice(b"mn\r\n");
-        let mns = 1 + step.iter().filter(|q| q.kind == Kind::Noop).count();
-        r.send(&to_rend);
-        let rr = read_reply(&mut r, mns);
-        let ra = Ok(want);
-        let got_r = match &rr {
-            Ok(got) => got,
-            Err(_) => trace.fail(i, "rend's reply did not complete", &to_rend, &ra, &rr),
-        };
-        let want = ra.as_ref().unwrap();
-        if let Err(why) = compare(want, got_r, &mut tally, Some(&mut cas)) {
-            trace.fail(i, &why, &to_rend, &ra, &rr);
-        }
-        trace.note(i, &to_rend, want, got_r);
-    }
-    eprintln!("meta differential ({mode}): {steps} steps, {refused} meta commands refused, {compared} other requests compared");
-    if steps >= REFUSING_STEPS {
-        assert!(
-            refused > 100 && compared > 100,
-            "{refused} refused, {compared} compared"
-        );
-    }
-}
-
-#[test]
-fn chunked_refuses_meta_commands_in_the_stream() {
-    let mc = Memcached::start_with(MEMCACHED_ARGS);
-    let chunked = Rend::start(&mc, &["--chunked"]);
-    refusing_run("l1-only --chunked", &chunked);
-}
-
 /// What rend `l1-l2` does not see (README, "Where rend deliberately
 /// differs", item 10): a classic `get` or `gets` that L1 answers does not
 /// mark the item fetched in L2, where meta commands read it. So after a
@@ -1430,16 +1340,27 @@ fn for_rend(q: &Req, cas: &Bijection) -> Vec<u8> {
 /// reference gets one request at a time; rend gets each step in one write.
 #[test]
 fn two_tier_stream_matches_memcached() {
+    let mc = Memcached::start_with(MEMCACHED_ARGS);
+    let l2 = tempfile::tempdir().unwrap();
+    own_cas_run("l1-l2", &Rend::start_two_tier(&mc, l2.path(), &[]));
+}
+
+/// The same against rend `--chunked` (l1-only), where rend runs the meta
+/// commands over chunked values and their cas is the metadata item's.
+#[test]
+fn chunked_stream_matches_memcached() {
+    let mc = Memcached::start_with(MEMCACHED_ARGS);
+    own_cas_run("l1-only --chunked", &Rend::start(&mc, &["--chunked"]));
+}
+
+fn own_cas_run(mode: &'static str, rend: &Rend) {
     let seed = env_or("MDIFF_SEED", SEED);
     let steps = env_or("MDIFF_STEPS", STEPS);
     let reference = Memcached::start_with(MEMCACHED_ARGS);
-    let mc = Memcached::start_with(MEMCACHED_ARGS);
-    let l2 = tempfile::tempdir().unwrap();
-    let rend = Rend::start_two_tier(&mc, l2.path(), &[]);
     let (mut a, mut r) = (reference.connect(), rend.connect());
-    let mut gen = Gen::new(seed, Target::TwoTier);
+    let mut gen = Gen::new(seed, Target::OwnCas);
     let mut fetched = ClassicFetched::default();
-    let mut trace = Trace::new(seed, "l1-l2");
+    let mut trace = Trace::new(seed, mode);
     let mut tally = Tally::default();
     let mut cas = Bijection::default();
     cas.pair(0, 0).unwrap();
@@ -1490,7 +1411,7 @@ fn two_tier_stream_matches_memcached() {
         count_coverage(want, &mut coverage);
     }
     eprintln!(
-        "meta differential (l1-l2): {steps} steps, seed {seed:#x}; time fields one second apart: {}; memcached answered: {coverage:?}",
+        "meta differential ({mode}): {steps} steps, seed {seed:#x}; time fields one second apart: {}; memcached answered: {coverage:?}",
         tally.time_off_by_one
     );
     if steps >= STEPS {

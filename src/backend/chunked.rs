@@ -36,19 +36,22 @@
 //!
 //! The pieces: `chunked/layout.rs` is Rend's layout (names and the
 //! metadata record), `chunked/read.rs` reads and verifies, `chunked/write.rs`
-//! writes a whole value, and `chunked/rmw.rs` is append and arithmetic.
+//! writes a whole value, `chunked/rmw.rs` is append and arithmetic, and
+//! `chunked/meta.rs` the meta commands (their item state in `-ttl`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::record::ItemState;
 use super::{Backend, BackendError, BackendFuture, Tier};
 use crate::locks::{Guard, KeyLocks};
 use crate::protocol::expiry;
 use crate::protocol::{Command, Response, StoreMode, Value};
 
 mod layout;
+mod meta;
 mod read;
 mod rmw;
 mod write;
@@ -105,6 +108,8 @@ enum Found {
     Hit {
         value: Value,
         meta: Meta,
+        /// What meta commands see (from `-ttl`).
+        state: ItemState,
     },
     /// Metadata present (with this cas) but the value failed verification.
     Invalid {
@@ -234,6 +239,7 @@ impl<B: Backend + Clone> Chunked<B> {
                 self.touch(&key, exptime).await
             }
             Command::GetE { .. } => Err(BackendError::Unsupported(Tier::L1)),
+            Command::Meta(req) => self.meta(&req).await,
             other => self.inner.call(&other).await,
         }
     }
@@ -251,13 +257,13 @@ impl<B: Backend + Clone> Chunked<B> {
             let records: Vec<Command> = found
                 .iter()
                 .filter_map(|f| match f {
-                    Found::Hit { value, meta } => Some(Command::Store {
+                    Found::Hit { value, meta, state } => Some(Command::Store {
                         mode: StoreMode::Set,
                         key: ttl_key(&base_key(&value.key)),
                         flags: 0,
                         exptime,
                         cas: 0,
-                        value: ttl_record(&meta.token, exptime),
+                        value: ttl_record(&meta.token, exptime, &fetched(state)),
                     }),
                     _ => None,
                 })
@@ -370,7 +376,7 @@ impl<B: Backend + Clone> Chunked<B> {
     async fn touch(&self, key: &Bytes, exptime: i64) -> Result<Response, BackendError> {
         let base = base_key(key);
         match self.read_one(key).await? {
-            Found::Hit { value, meta } => {
+            Found::Hit { value, meta, state } => {
                 let exptime = absolute(exptime);
                 let mut cmds = vec![Command::Touch {
                     key: meta_key(&base),
@@ -388,7 +394,7 @@ impl<B: Backend + Clone> Chunked<B> {
                         flags: 0,
                         exptime,
                         cas: 0,
-                        value: ttl_record(&meta.token, exptime),
+                        value: ttl_record(&meta.token, exptime, &fetched(&state)),
                     });
                 }
                 let replies = self.inner.call_many(cmds).await?;
@@ -408,6 +414,13 @@ impl<B: Backend + Clone> Chunked<B> {
             _ => Ok(Response::NotFound),
         }
     }
+}
+
+/// An item's state after memcached's touch and gat, which fetch it.
+fn fetched(state: &ItemState) -> ItemState {
+    let mut state = *state;
+    state.bump(expiry::now());
+    state
 }
 
 fn unexpected(r: Response) -> BackendError {

@@ -83,14 +83,16 @@ impl ItemState {
         self.update(now);
     }
 
-    fn bits(&self) -> u8 {
+    /// The state's flags as one byte (fetched, stale, won, binary key from
+    /// bit 0).
+    pub fn bits(&self) -> u8 {
         u8::from(self.fetched)
             | u8::from(self.stale) << 1
             | u8::from(self.won) << 2
             | u8::from(self.binary_key) << 3
     }
 
-    fn from_bits(accessed: u32, b: u8) -> ItemState {
+    pub fn from_bits(accessed: u32, b: u8) -> ItemState {
         ItemState {
             accessed,
             fetched: b & 1 != 0,

@@ -6,6 +6,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use md5::{Digest, Md5};
 
+use crate::backend::record::ItemState;
+
 pub const META_LEN: usize = 40;
 pub const TOKEN_LEN: usize = 16;
 /// Rend's default: chunk data of 1097 bytes less the key length, aimed at
@@ -96,10 +98,14 @@ pub fn meta_key(base: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// `<key>-ttl`: written by touch and gat, the expiry they set (4 bytes)
-/// after the token of the value they touched. Read-modify-write keeps that
-/// expiry, as memcached keeps an item's; the metadata's own expiry field
-/// cannot move, since rewriting the metadata would change the cas.
+/// `<key>-ttl`: what changes about a value without a new metadata item
+/// (rewriting the metadata would change the cas): the token of the value
+/// it describes, the expiry touch, gat or a meta `T` set (u32, 0 never),
+/// then the item state meta commands see (last access u32, then its bits:
+/// [`ItemState::bits`]). Read-modify-write keeps that expiry, as memcached
+/// keeps an item's. A record with another value's token is stale and
+/// ignored; one of 20 bytes (a rend before meta commands) holds the expiry
+/// alone.
 pub fn ttl_key(base: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(base.len() + 4);
     b.put_slice(base);
@@ -107,11 +113,30 @@ pub fn ttl_key(base: &[u8]) -> Bytes {
     b.freeze()
 }
 
-pub(super) fn ttl_record(token: &[u8; TOKEN_LEN], expiry: i64) -> Bytes {
-    let mut b = BytesMut::with_capacity(TOKEN_LEN + 4);
+/// Bytes of a `-ttl` record.
+pub(super) const TTL_RECORD_LEN: usize = TOKEN_LEN + 4 + 4 + 1;
+
+pub(super) fn ttl_record(token: &[u8; TOKEN_LEN], expiry: i64, state: &ItemState) -> Bytes {
+    let mut b = BytesMut::with_capacity(TTL_RECORD_LEN);
     b.put_slice(token);
     b.put_u32(u32::try_from(expiry.max(0)).unwrap_or(u32::MAX));
+    b.put_u32(state.accessed);
+    b.put_u8(state.bits());
     b.freeze()
+}
+
+/// A `-ttl` record of the value with `token`: its expiry, and its item
+/// state when it has one. `None`: another value's, or not a record.
+pub(super) fn parse_ttl(ttl: &[u8], token: &[u8; TOKEN_LEN]) -> Option<(u32, Option<ItemState>)> {
+    if ttl.len() < TOKEN_LEN + 4 || ttl[..TOKEN_LEN] != token[..] {
+        return None;
+    }
+    let u = |i: usize| u32::from_be_bytes([ttl[i], ttl[i + 1], ttl[i + 2], ttl[i + 3]]);
+    match ttl.len() {
+        20 => Some((u(16), None)),
+        TTL_RECORD_LEN => Some((u(16), Some(ItemState::from_bits(u(20), ttl[24])))),
+        _ => None,
+    }
 }
 
 pub fn chunk_key(base: &[u8], i: usize) -> Bytes {

@@ -8,15 +8,17 @@ use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::layout::{base_key, chunk_key, meta_key, ttl_key, Meta, TOKEN_LEN};
+use super::layout::{base_key, chunk_key, meta_key, parse_ttl, ttl_key, Meta, TOKEN_LEN};
 use super::{absolute, now_unix, unexpected, Chunked, Found};
+use crate::backend::record::ItemState;
 use crate::backend::{Backend, BackendError};
 use crate::protocol::expiry::THIRTY_DAYS;
 use crate::protocol::{Command, Response, Value};
 
 /// Each metadata item read, by its key: the record (`None` when it does
-/// not parse or passes rend's limits) and memcached's cas of it.
-type Metas = HashMap<Bytes, (Option<Meta>, u64)>;
+/// not parse or passes rend's limits), memcached's cas of it, and the item
+/// state its `-ttl` record holds.
+type Metas = HashMap<Bytes, (Option<Meta>, u64, Option<ItemState>)>;
 
 impl<B: Backend + Clone> Chunked<B> {
     /// Read and verify `keys` (touching every item when `touch` is given):
@@ -44,8 +46,13 @@ impl<B: Backend + Clone> Chunked<B> {
                 }
                 match metas.get(&meta_key(base)) {
                     None => Found::Absent,
-                    Some((None, cas)) => Found::Invalid { meta_cas: *cas },
-                    Some((Some(meta), cas)) => self.assemble(key, base, meta, *cas, &chunks),
+                    Some((None, cas, _)) => Found::Invalid { meta_cas: *cas },
+                    Some((Some(meta), cas, state)) => {
+                        // A value no meta command has seen: stored when its
+                        // metadata was written, not fetched.
+                        let state = state.unwrap_or_else(|| ItemState::new(meta.inserted));
+                        self.assemble(key, base, meta, *cas, &chunks, state)
+                    }
                 }
             })
             .collect())
@@ -89,7 +96,7 @@ impl<B: Backend + Clone> Chunked<B> {
                 // memcached: past rend's own limits it is a miss, never an
                 // allocation of what it claims.
                 let meta = Meta::decode(&v.data).filter(|m| self.within_limits(m));
-                Some((v.key.clone(), (meta, v.cas)))
+                Some((v.key.clone(), (meta, v.cas, None)))
             })
             .collect();
         // A touch's expiry stands while the value it touched does.
@@ -97,9 +104,10 @@ impl<B: Backend + Clone> Chunked<B> {
             let Some(ttl) = ttls.get(&ttl_key(base)) else {
                 continue;
             };
-            if let Some((Some(meta), _)) = metas.get_mut(&meta_key(base)) {
-                if ttl.len() == TOKEN_LEN + 4 && ttl[..TOKEN_LEN] == meta.token {
-                    meta.expiry = u32::from_be_bytes([ttl[16], ttl[17], ttl[18], ttl[19]]);
+            if let Some((Some(meta), _, state)) = metas.get_mut(&meta_key(base)) {
+                if let Some((expiry, kept)) = parse_ttl(ttl, &meta.token) {
+                    meta.expiry = expiry;
+                    *state = kept;
                 }
             }
         }
@@ -119,7 +127,7 @@ impl<B: Backend + Clone> Chunked<B> {
             if !seen.insert(base.clone()) {
                 continue;
             }
-            if let Some((Some(m), _)) = metas.get(&meta_key(base)) {
+            if let Some((Some(m), _, _)) = metas.get(&meta_key(base)) {
                 for i in 0..m.chunks as usize {
                     chunk_keys.push(chunk_key(base, i));
                 }
@@ -151,6 +159,7 @@ impl<B: Backend + Clone> Chunked<B> {
         meta: &Meta,
         cas: u64,
         chunks: &HashMap<Bytes, Bytes>,
+        state: ItemState,
     ) -> Found {
         let size = meta.chunk_size as usize;
         let mut data = BytesMut::with_capacity(meta.len as usize);
@@ -176,6 +185,7 @@ impl<B: Backend + Clone> Chunked<B> {
                 data: data.freeze(),
             },
             meta: meta.clone(),
+            state,
         }
     }
 

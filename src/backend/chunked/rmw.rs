@@ -9,10 +9,11 @@ use bytes::Bytes;
 use super::{absolute, Chunked, Found, Item, Meta, MetaWrite};
 use crate::backend::record::{arith_value, joined};
 use crate::backend::{Backend, BackendError};
+use crate::protocol::expiry;
 use crate::protocol::{ErrorReply, Response};
 
 /// Attempts of a read-modify-write that loses its cas to another writer.
-const RMW_TRIES: u32 = 100;
+pub(super) const RMW_TRIES: u32 = 100;
 
 impl<B: Backend + Clone> Chunked<B> {
     /// Without key locks another writer may be between its metadata and its
@@ -28,7 +29,7 @@ impl<B: Backend + Clone> Chunked<B> {
 
     /// After losing a cas: wait a random while, longer each time, so that
     /// writers racing on one key spread out instead of colliding again.
-    async fn back_off(attempt: u32) {
+    pub(super) async fn back_off(attempt: u32) {
         let ceiling_us = 100u64 << attempt.min(6);
         let wait = rand::random::<u64>() % ceiling_us;
         tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
@@ -49,7 +50,7 @@ impl<B: Backend + Clone> Chunked<B> {
                 Self::back_off(attempt).await;
             }
             let (old, meta) = match self.read_one(key).await? {
-                Found::Hit { value, meta } => (value, meta),
+                Found::Hit { value, meta, .. } => (value, meta),
                 Found::Invalid { .. } if self.mid_write_possible().await => continue,
                 _ => return Ok(Response::NotStored),
             };
@@ -85,8 +86,8 @@ impl<B: Backend + Clone> Chunked<B> {
             if attempt > 0 {
                 Self::back_off(attempt).await;
             }
-            let (old, meta) = match self.read_one(key).await? {
-                Found::Hit { value, meta } => (value, meta),
+            let (old, meta, state) = match self.read_one(key).await? {
+                Found::Hit { value, meta, state } => (value, meta, state),
                 Found::Invalid { .. } if self.mid_write_possible().await => continue,
                 found => {
                     // Binary incr with an initial value creates the key
@@ -120,8 +121,16 @@ impl<B: Backend + Clone> Chunked<B> {
             let Some((new, digits)) = arith_value(&old.data, incr, delta) else {
                 return Ok(Response::Error(ErrorReply::NonNumeric));
             };
+            // memcached changes a number that fits in place: the item keeps
+            // its state (what meta commands see).
+            let kept = (digits.len() <= old.data.len()).then(|| {
+                let mut state = state;
+                state.update(expiry::now());
+                state
+            });
+            let item = rewrite(key, &meta, &digits);
             match self
-                .write(&rewrite(key, &meta, &digits), MetaWrite::Cas(old.cas))
+                .write_state(&item, MetaWrite::Cas(old.cas), kept)
                 .await?
             {
                 Response::Stored { cas } => return Ok(Response::Numeric { value: new, cas }),
@@ -145,7 +154,7 @@ fn rewrite<'a>(key: &'a Bytes, meta: &Meta, value: &'a [u8]) -> Item<'a> {
 }
 
 /// A read-modify-write that kept losing its cas to other writers.
-fn busy() -> Response {
+pub(super) fn busy() -> Response {
     Response::Error(ErrorReply::Server(Bytes::from_static(
         b"value changed by other writers too often; try again",
     )))

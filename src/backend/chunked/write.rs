@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use bytes::{BufMut, BytesMut};
 
 use super::layout::{base_key, chunk_count, chunk_key, meta_key, Meta, TOKEN_LEN};
+use super::meta::state_store;
 use super::{now_unix, Chunked, Item, MetaWrite};
+use crate::backend::record::ItemState;
 use crate::backend::{Backend, BackendError};
 use crate::protocol::{Command, ErrorReply, Response, StoreMode};
 
@@ -19,10 +21,21 @@ impl<B: Backend + Clone> Chunked<B> {
         item: &Item<'_>,
         how: MetaWrite,
     ) -> Result<Response, BackendError> {
+        self.write_state(item, how, None).await
+    }
+
+    /// [`Chunked::write`], and with `state` the value's `-ttl` record
+    /// holding it (what meta commands see), sent with the chunks.
+    pub(super) async fn write_state(
+        &self,
+        item: &Item<'_>,
+        how: MetaWrite,
+        state: Option<ItemState>,
+    ) -> Result<Response, BackendError> {
+        let token: [u8; TOKEN_LEN] = rand::random();
         let base = base_key(item.key);
         let size = self.chunk_size_for(item.key);
         let count = chunk_count(item.value.len(), size);
-        let token: [u8; TOKEN_LEN] = rand::random();
         let meta = Meta {
             len: item.value.len() as u32,
             flags: item.flags,
@@ -37,7 +50,10 @@ impl<B: Backend + Clone> Chunked<B> {
             token,
         };
         let meta_cmd = meta_store(how, &base, item.expiry, &meta);
-        let chunk_cmds = chunk_stores(&base, &meta, item.value, item.expiry);
+        let mut chunk_cmds = chunk_stores(&base, &meta, item.value, item.expiry);
+        if let Some(state) = state {
+            chunk_cmds.push(state_store(&base, &token, item.expiry, &state));
+        }
         self.stats
             .chunks_written
             .fetch_add(count as u64, Ordering::Relaxed);
