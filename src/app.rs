@@ -143,7 +143,7 @@ pub async fn run(
                     Arc::new(move |worker| {
                         let l1 = Instrumented::new(l1.lane(worker), l1m.clone());
                         let meta = Instrumented::new(meta.lane(worker), l1m.clone());
-                        let orca = L1Only::new(l1, admin.clone(), counters.clone()).with_meta(meta);
+                        let orca = L1Only::new(l1, meta, admin.clone(), counters.clone());
                         Box::new(orca) as Box<dyn Orca>
                     }),
                     None,
@@ -162,8 +162,7 @@ pub async fn run(
                         );
                         let l1 = Instrumented::new(l1, l1m.clone());
                         // Meta commands run on the chunked values too.
-                        let orca =
-                            L1Only::new(l1.clone(), admin.clone(), counters.clone()).with_meta(l1);
+                        let orca = L1Only::new(l1.clone(), l1, admin.clone(), counters.clone());
                         Box::new(orca) as Box<dyn Orca>
                     }),
                     None,

@@ -5,10 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{
-    answer_locally, backend_failure, l1_stats, meta_unserved, ready, relay_admin, Admin, Orca,
-    Reply,
-};
+use super::{answer_locally, backend_failure, l1_stats, ready, relay_admin, Admin, Orca, Reply};
 use crate::backend::Backend;
 use crate::metrics::Counters;
 use crate::protocol::{Command, ErrorReply, Invalid, Request, Response};
@@ -17,26 +14,19 @@ pub struct L1Only<B> {
     l1: B,
     admin: Admin,
     counters: Arc<Counters>,
-    /// Where meta commands go ([`crate::backend::meta_lane`]); `None` with
-    /// `--chunked`, which does not serve them.
-    meta: Option<Box<dyn Backend>>,
+    /// Where meta commands go: memcached's own over a text connection
+    /// ([`crate::backend::meta_lane`]), or with `--chunked` the chunked
+    /// values ([`crate::backend::chunked`]).
+    meta: Box<dyn Backend>,
 }
 
 impl<B: Backend> L1Only<B> {
-    pub fn new(l1: B, admin: Admin, counters: Arc<Counters>) -> Self {
+    pub fn new(l1: B, meta: impl Backend, admin: Admin, counters: Arc<Counters>) -> Self {
         L1Only {
             l1,
             admin,
             counters,
-            meta: None,
-        }
-    }
-
-    /// Serve meta commands over `lane`.
-    pub fn with_meta(self, lane: impl Backend) -> Self {
-        L1Only {
-            meta: Some(Box::new(lane)),
-            ..self
+            meta: Box::new(meta),
         }
     }
 }
@@ -72,10 +62,7 @@ impl<B: Backend> Orca for L1Only<B> {
             // in this mode.
             Command::GetE { .. } => ready(Response::Error(ErrorReply::UnknownCommand)),
             Command::Meta(_) => {
-                let Some(lane) = &self.meta else {
-                    return ready(meta_unserved());
-                };
-                let call = lane.call(&req.cmd);
+                let call = self.meta.call(&req.cmd);
                 Box::pin(async move { call.await.unwrap_or_else(|e| backend_failure(&e)) })
             }
             cmd => {

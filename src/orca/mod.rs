@@ -68,16 +68,6 @@ pub(crate) fn answer_locally(req: &Request, counters: &Counters) -> Option<Respo
     })
 }
 
-/// The reply to a meta command where rend does not serve them yet: with
-/// L2 (whose records hold no stale or win state) and with `--chunked`
-/// (where memcached's item is not the client's value). `mn` is answered in
-/// every mode.
-pub(crate) fn meta_unserved() -> Response {
-    Response::Error(ErrorReply::Server(Bytes::from_static(
-        b"meta commands are served in l1-only mode without --chunked",
-    )))
-}
-
 /// What to ask memcached for a `stats <arg>`: `stats l1` is memcached's own
 /// `stats`, `stats l1 <group>` its `stats <group>`; any other group goes to
 /// memcached as it is.
