@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The meta get against the classic get, through rend l1-only and straight at
-# memcached, in one run: `mg <key> v f t` (value, flags and TTL) beside
-# `get <key>`, closed loop. Writes results/meta.csv.
+# The meta get against the classic get, through rend l1-only, through rend
+# l1-l2 and straight at memcached, in one run: `mg <key> v f t` (value, flags
+# and TTL) beside `get <key>`, closed loop. Writes results/meta.csv.
 #
 #   bash benches/meta.sh
 #
@@ -15,6 +15,10 @@
 #                 --orca l1-only --metrics-listen off (classic gets go on
 #                 its binary connection, meta gets on its text meta
 #                 connection)
+#   rend-l1-l2    rend --listen 127.0.0.1:RPORT --l1 127.0.0.1:MPORT
+#                 --orca l1-l2 --l2-path TMP --batch-listen off
+#                 --metrics-listen off (classic gets from L1, meta gets from
+#                 L2, which keeps the item state they see)
 # Loads: 10,000 keys of 12 bytes with 100 B values, written first through
 # each system and read back (setget -w 4 --pipeline 4); then for each mix, get
 # (--mix get=1) and mg (--mix mg=1), at 50 connections, pipeline 1 and 16,
@@ -50,14 +54,22 @@ rport=$(free_port)
 RUST_LOG=warn "${server[@]}" "$bin/rend" --listen "127.0.0.1:$rport" --l1 "127.0.0.1:$mport2" \
     --orca l1-only --metrics-listen off 2>>"$work/rend.log" &
 rend=$!; pids+=("$rend"); wait_port "$rport"
+mport3=$(free_port)
+"${server[@]}" memcached "${user[@]}" -l 127.0.0.1 -p "$mport3" -U 0 -m 1024 -c 4096 -t 1 &
+mc_l2=$!; pids+=("$mc_l2"); wait_port "$mport3"
+rport2=$(free_port)
+RUST_LOG=warn "${server[@]}" "$bin/rend" --listen "127.0.0.1:$rport2" --l1 "127.0.0.1:$mport3" \
+    --orca l1-l2 --l2-path "$work/l2" --batch-listen off --metrics-listen off 2>>"$work/rend.log" &
+rend2=$!; pids+=("$rend2"); wait_port "$rport2"
 
-declare -A port=([direct]=$mport [rend-l1-only]=$rport)
-declare -A mc=([direct]=$mc_direct [rend-l1-only]=$mc_rend)
-declare -A proxy=([direct]="" [rend-l1-only]=$rend)
+systems=(direct rend-l1-only rend-l1-l2)
+declare -A port=([direct]=$mport [rend-l1-only]=$rport [rend-l1-l2]=$rport2)
+declare -A mc=([direct]=$mc_direct [rend-l1-only]=$mc_rend [rend-l1-l2]=$mc_l2)
+declare -A proxy=([direct]="" [rend-l1-only]=$rend [rend-l1-l2]=$rend2)
 
 blast() { "${client[@]}" "$bin/blast" --key-space $keys --key-length 12 --value-size 100 "$@"; }
 
-for sys in direct rend-l1-only; do
+for sys in "${systems[@]}"; do
     # Every key written and read back byte for byte.
     "${client[@]}" "$bin/setget" -s "127.0.0.1:${port[$sys]}" --key-space $keys --key-length 12 \
         --value-size 100 -w 4 --pipeline 4 >"$work/preload.$sys.out" 2>&1 \
@@ -89,8 +101,8 @@ point() { # point ROUND SYSTEM MIX CONNS PIPELINE
 }
 
 for round in $(seq "$rounds"); do
-    order=(direct rend-l1-only)
-    [ $((round % 2)) -eq 0 ] && order=(rend-l1-only direct)
+    order=(direct rend-l1-only rend-l1-l2)
+    [ $((round % 2)) -eq 0 ] && order=(rend-l1-l2 rend-l1-only direct)
     for pipe in 1 16; do
         for mix in get mg; do
             for sys in "${order[@]}"; do point "$round" "$sys" "$mix" 50 "$pipe"; done

@@ -395,9 +395,14 @@ impl Backend for L2 {
 
     /// On this thread if it finishes without waiting, else on the pool.
     fn call(&self, cmd: &Command) -> BackendFuture {
-        match self.inner.exec(cmd, Mode::Now) {
-            Ok(r) if writes(cmd) && self.inner.wal.is_some() => self.committed(r),
-            Ok(r) => Box::pin(std::future::ready(Ok(r))),
+        // A meta command says whether it wrote: most `mg`s do not.
+        let done = match cmd {
+            Command::Meta(m) => self.inner.exec_meta(cmd, m, Mode::Now),
+            _ => self.inner.exec(cmd, Mode::Now).map(|r| (r, writes(cmd))),
+        };
+        match done {
+            Ok((r, true)) if self.inner.wal.is_some() => self.committed(r),
+            Ok((r, _)) => Box::pin(std::future::ready(Ok(r))),
             Err(Stop::Failed(e)) => {
                 self.inner.failed_call(&e);
                 Box::pin(std::future::ready(Err(e)))

@@ -138,15 +138,7 @@ impl Inner {
                 }
                 self.write(key, cmd, now, mode)
             }
-            Command::Meta(m) => {
-                if let (Some(max), Some(adds)) = (self.max_bytes, Self::grows(cmd)) {
-                    if self.used() + adds as u64 > max {
-                        self.stats.refused_full.fetch_add(1, Ordering::Relaxed);
-                        return Ok(Response::Error(ErrorReply::OutOfMemory));
-                    }
-                }
-                self.meta(m, now, mode)
-            }
+            Command::Meta(m) => self.exec_meta(cmd, m, mode).map(|(r, _)| r),
             Command::Flush { .. } if mode == Mode::Now => Err(Stop::WouldBlock),
             Command::Flush { delay } => Ok(self.flush_all(*delay, now)?),
             _ => Err(Stop::Failed(BackendError::Unsupported(Tier::L2))),
@@ -181,13 +173,26 @@ impl Inner {
         Ok(resp)
     }
 
-    /// A meta command: memcached's rules ([`apply_meta`]) on the key's
-    /// record, under its stripe lock, as a write is. A command that changes
-    /// nothing (most `mg`s, once the item is fetched) writes nothing.
-    fn meta(&self, req: &MetaRequest, now: u32, mode: Mode) -> Result<Response, Stop> {
+    /// A meta command (`cmd`, which is `req`): memcached's rules
+    /// ([`apply_meta`]) on the key's record, under its stripe lock, as a
+    /// write is; and whether it wrote. One that changes nothing (most
+    /// `mg`s, once the item is fetched) writes nothing, so it neither waits
+    /// for the log nor, with `--l2-durability sync`, for the pool.
+    pub(super) fn exec_meta(
+        &self,
+        cmd: &Command,
+        req: &MetaRequest,
+        mode: Mode,
+    ) -> Result<(Response, bool), Stop> {
+        if let (Some(max), Some(adds)) = (self.max_bytes, Self::grows(cmd)) {
+            if self.used() + adds as u64 > max {
+                self.stats.refused_full.fetch_add(1, Ordering::Relaxed);
+                return Ok((Response::Error(ErrorReply::OutOfMemory), false));
+            }
+        }
+        let now = expiry::now();
         let key = &req.key[..];
         let _g = lock(self.stripe(key), mode, "key lock")?;
-        let opts = self.write_opts(mode)?;
         let old = self.live(key, now, mode)?;
         let cas = if needs_cas(req) {
             self.next_cas(mode)?
@@ -195,8 +200,12 @@ impl Inner {
             0
         };
         let out = apply_meta(req, old.as_ref(), now, cas, self.max_value);
-        self.store(key, out.effect, &opts, mode)?;
-        Ok(out.reply.map_or(Response::Nothing, Response::Meta))
+        let wrote = out.effect != Effect::Keep;
+        if wrote {
+            let opts = self.write_opts(mode)?;
+            self.store(key, out.effect, &opts, mode)?;
+        }
+        Ok((out.reply.map_or(Response::Nothing, Response::Meta), wrote))
     }
 
     /// Carry out what a command decided for `key`'s record.
