@@ -18,7 +18,7 @@ pub mod out;
 pub mod text;
 
 #[cfg(test)]
-mod proptests;
+pub(crate) mod proptests;
 #[cfg(test)]
 mod tests;
 

@@ -214,7 +214,7 @@ fn text_request() -> impl Strategy<Value = Request> {
 /// A meta command memcached 1.6.18 accepts: a verb, a key (sent base64
 /// with `b` a third of the time, any bytes then), and a random subset of
 /// the flags that verb takes, in random order, with valid tokens.
-fn meta_request() -> impl Strategy<Value = Request> {
+pub(crate) fn meta_request() -> impl Strategy<Value = Request> {
     let verb = select(vec![
         Verb::Get,
         Verb::Set,
