@@ -16,6 +16,7 @@ use crate::backend::Backend;
 use crate::config::{BatchListen, Config, OrcaKind};
 use crate::locks::KeyLocks;
 use crate::metrics::{Counters, Exporter, Metrics, MetricsListen};
+use crate::orca::l1_only::MetaRoute;
 use crate::orca::two_tier::{L1Trust, Shared, SharedSettings, L1_HEADER};
 use crate::orca::{l1_l2, l1_l2_batch, Admin, L1Only, Orca, OrcaFactory};
 use crate::protocol::Limits;
@@ -143,6 +144,7 @@ pub async fn run(
                     Arc::new(move |worker| {
                         let l1 = Instrumented::new(l1.lane(worker), l1m.clone());
                         let meta = Instrumented::new(meta.lane(worker), l1m.clone());
+                        let meta = MetaRoute::Lane(Box::new(meta));
                         let orca = L1Only::new(l1, meta, admin.clone(), counters.clone());
                         Box::new(orca) as Box<dyn Orca>
                     }),
@@ -162,7 +164,7 @@ pub async fn run(
                         );
                         let l1 = Instrumented::new(l1, l1m.clone());
                         // Meta commands run on the chunked values too.
-                        let orca = L1Only::new(l1.clone(), l1, admin.clone(), counters.clone());
+                        let orca = L1Only::new(l1, MetaRoute::L1, admin.clone(), counters.clone());
                         Box::new(orca) as Box<dyn Orca>
                     }),
                     None,

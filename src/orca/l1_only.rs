@@ -14,19 +14,26 @@ pub struct L1Only<B> {
     l1: B,
     admin: Admin,
     counters: Arc<Counters>,
-    /// Where meta commands go: memcached's own over a text connection
-    /// ([`crate::backend::meta_lane`]), or with `--chunked` the chunked
-    /// values ([`crate::backend::chunked`]).
-    meta: Box<dyn Backend>,
+    meta: MetaRoute,
+}
+
+/// Where meta commands go.
+pub enum MetaRoute {
+    /// To memcached itself, over a text connection of their own
+    /// ([`crate::backend::meta_lane`]).
+    Lane(Box<dyn Backend>),
+    /// To the L1 backend, which runs them (with `--chunked`,
+    /// [`crate::backend::chunked`]).
+    L1,
 }
 
 impl<B: Backend> L1Only<B> {
-    pub fn new(l1: B, meta: impl Backend, admin: Admin, counters: Arc<Counters>) -> Self {
+    pub fn new(l1: B, meta: MetaRoute, admin: Admin, counters: Arc<Counters>) -> Self {
         L1Only {
             l1,
             admin,
             counters,
-            meta: Box::new(meta),
+            meta,
         }
     }
 }
@@ -34,6 +41,10 @@ impl<B: Backend> L1Only<B> {
 impl<B: Backend> Orca for L1Only<B> {
     fn orders_by_keys(&self) -> bool {
         !self.l1.starts_eagerly()
+    }
+
+    fn meta_apart(&self) -> bool {
+        matches!(self.meta, MetaRoute::Lane(_))
     }
 
     fn handle(&mut self, req: &Request) -> Reply {
@@ -62,7 +73,10 @@ impl<B: Backend> Orca for L1Only<B> {
             // in this mode.
             Command::GetE { .. } => ready(Response::Error(ErrorReply::UnknownCommand)),
             Command::Meta(_) => {
-                let call = self.meta.call(&req.cmd);
+                let call = match &self.meta {
+                    MetaRoute::Lane(lane) => lane.call(&req.cmd),
+                    MetaRoute::L1 => self.l1.call(&req.cmd),
+                };
                 Box::pin(async move { call.await.unwrap_or_else(|e| backend_failure(&e)) })
             }
             cmd => {

@@ -37,6 +37,14 @@ pub trait Orca: Send {
     fn orders_by_keys(&self) -> bool {
         false
     }
+
+    /// True when meta commands reach the tier over a connection of their
+    /// own (`l1-only`'s meta lane): the connection then never lets a meta
+    /// request and another request of its client overlap, so the two
+    /// connections cannot reorder them.
+    fn meta_apart(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the orca of each new client connection, given the worker thread

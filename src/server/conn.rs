@@ -113,7 +113,10 @@ struct Session<'a> {
     flight: VecDeque<Slot>,
     /// Requests in flight that run alone ([`runs_alone`]).
     alone: usize,
-    /// Requests in flight on the meta lane ([`on_meta_lane`]).
+    /// Meta commands reach the tier on a connection of their own
+    /// ([`Orca::meta_apart`]).
+    meta_apart: bool,
+    /// Requests in flight on the meta lane ([`Session::on_meta_lane`]).
     meta: usize,
     lookups: usize,
     held: usize,
@@ -204,6 +207,13 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl<'a> Session<'a> {
+    /// A meta command other than `mn` (which rend answers itself), where
+    /// meta commands go on a connection of their own (`l1-only`'s meta
+    /// lane, [`crate::backend::meta_lane`]).
+    fn on_meta_lane(&self, cmd: &Command) -> bool {
+        self.meta_apart && matches!(cmd, Command::Meta(m) if m.verb != Verb::Noop)
+    }
+
     fn new(
         orca: Box<dyn Orca>,
         counters: &'a Counters,
@@ -212,6 +222,7 @@ impl<'a> Session<'a> {
     ) -> Session<'a> {
         Session {
             by_keys: orca.orders_by_keys(),
+            meta_apart: orca.meta_apart(),
             orca,
             counters,
             figures,
@@ -408,7 +419,7 @@ impl<'a> Session<'a> {
         // Meta commands reach memcached on a connection of their own: a
         // meta command waits for the client's other requests in flight, and
         // the others wait for it.
-        let meta = on_meta_lane(cmd);
+        let meta = self.on_meta_lane(cmd);
         if (meta && self.meta < self.flight.len()) || (!meta && self.meta > 0) {
             return false;
         }
@@ -435,7 +446,7 @@ impl<'a> Session<'a> {
         self.lookups += lookups;
         self.held += cost;
         self.alone += usize::from(runs_alone(&req.cmd));
-        self.meta += usize::from(on_meta_lane(&req.cmd));
+        self.meta += usize::from(self.on_meta_lane(&req.cmd));
         self.progress();
         self.flight.push_back(Slot {
             req,
@@ -484,7 +495,7 @@ impl<'a> Session<'a> {
             self.lookups -= slot.lookups;
             self.held -= slot.cost;
             self.alone -= usize::from(runs_alone(&slot.req.cmd));
-            self.meta -= usize::from(on_meta_lane(&slot.req.cmd));
+            self.meta -= usize::from(self.on_meta_lane(&slot.req.cmd));
             self.progress();
             let before = self.out.len();
             match slot.piece.take() {
@@ -534,13 +545,6 @@ fn request_cost(cmd: &Command) -> usize {
         Command::Meta(m) => m.value.as_ref().map_or(0, Bytes::len),
         _ => 0,
     }
-}
-
-/// Meta commands other than `mn` (which rend answers itself); in
-/// `l1-only` they go to memcached on the meta lane
-/// ([`crate::backend::meta_lane`]).
-fn on_meta_lane(cmd: &Command) -> bool {
-    matches!(cmd, Command::Meta(m) if m.verb != Verb::Noop)
 }
 
 /// Requests that go to memcached on a connection of their own (the admin
