@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The meta get against the classic get, through rend l1-only, through rend
-# l1-l2 and straight at memcached, in one run: `mg <key> v f t` (value, flags
+# The meta get against the classic get, through rend l1-only (plain and
+# --chunked), through rend l1-l2 and straight at memcached, in one run: `mg <key> v f t` (value, flags
 # and TTL) beside `get <key>`, closed loop. Writes results/meta.csv.
 #
 #   bash benches/meta.sh
@@ -19,6 +19,10 @@
 #                 --orca l1-l2 --l2-path TMP --batch-listen off
 #                 --metrics-listen off (classic gets from L1, meta gets from
 #                 L2, which keeps the item state they see)
+#   rend-chunked  rend --listen 127.0.0.1:RPORT --l1 127.0.0.1:MPORT
+#                 --orca l1-only --chunked --metrics-listen off (both read the
+#                 chunked value: metadata, then chunks; meta gets run
+#                 memcached's rules over it)
 # Loads: 10,000 keys of 12 bytes with 100 B values, written first through
 # each system and read back (setget -w 4 --pipeline 4); then for each mix, get
 # (--mix get=1) and mg (--mix mg=1), at 50 connections, pipeline 1 and 16,
@@ -61,11 +65,18 @@ rport2=$(free_port)
 RUST_LOG=warn "${server[@]}" "$bin/rend" --listen "127.0.0.1:$rport2" --l1 "127.0.0.1:$mport3" \
     --orca l1-l2 --l2-path "$work/l2" --batch-listen off --metrics-listen off 2>>"$work/rend.log" &
 rend2=$!; pids+=("$rend2"); wait_port "$rport2"
+mport4=$(free_port)
+"${server[@]}" memcached "${user[@]}" -l 127.0.0.1 -p "$mport4" -U 0 -m 1024 -c 4096 -t 1 &
+mc_ch=$!; pids+=("$mc_ch"); wait_port "$mport4"
+rport3=$(free_port)
+RUST_LOG=warn "${server[@]}" "$bin/rend" --listen "127.0.0.1:$rport3" --l1 "127.0.0.1:$mport4" \
+    --orca l1-only --chunked --metrics-listen off 2>>"$work/rend.log" &
+rend3=$!; pids+=("$rend3"); wait_port "$rport3"
 
-systems=(direct rend-l1-only rend-l1-l2)
-declare -A port=([direct]=$mport [rend-l1-only]=$rport [rend-l1-l2]=$rport2)
-declare -A mc=([direct]=$mc_direct [rend-l1-only]=$mc_rend [rend-l1-l2]=$mc_l2)
-declare -A proxy=([direct]="" [rend-l1-only]=$rend [rend-l1-l2]=$rend2)
+systems=(direct rend-l1-only rend-l1-l2 rend-chunked)
+declare -A port=([direct]=$mport [rend-l1-only]=$rport [rend-l1-l2]=$rport2 [rend-chunked]=$rport3)
+declare -A mc=([direct]=$mc_direct [rend-l1-only]=$mc_rend [rend-l1-l2]=$mc_l2 [rend-chunked]=$mc_ch)
+declare -A proxy=([direct]="" [rend-l1-only]=$rend [rend-l1-l2]=$rend2 [rend-chunked]=$rend3)
 
 blast() { "${client[@]}" "$bin/blast" --key-space $keys --key-length 12 --value-size 100 "$@"; }
 
@@ -101,8 +112,8 @@ point() { # point ROUND SYSTEM MIX CONNS PIPELINE
 }
 
 for round in $(seq "$rounds"); do
-    order=(direct rend-l1-only rend-l1-l2)
-    [ $((round % 2)) -eq 0 ] && order=(rend-l1-l2 rend-l1-only direct)
+    order=(direct rend-l1-only rend-l1-l2 rend-chunked)
+    [ $((round % 2)) -eq 0 ] && order=(rend-chunked rend-l1-l2 rend-l1-only direct)
     for pipe in 1 16; do
         for mix in get mg; do
             for sys in "${order[@]}"; do point "$round" "$sys" "$mix" 50 "$pipe"; done
