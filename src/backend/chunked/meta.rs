@@ -20,13 +20,16 @@ use bytes::Bytes;
 
 use super::layout::{base_key, chunk_key, meta_key, ttl_key, ttl_record};
 use super::rmw::RMW_TRIES;
-use super::{Chunked, Found, Item, MetaWrite};
-use crate::backend::record::meta::{apply_meta, needs_cas};
+use super::{Chunked, Found, Item, Meta, MetaWrite};
+use crate::backend::record::meta::{apply_meta, needs_cas, MetaOutcome};
 use crate::backend::record::{Effect, ItemState, Record};
 use crate::backend::{Backend, BackendError};
 use crate::protocol::expiry;
-use crate::protocol::meta::{MetaReply, MetaRequest};
+use crate::protocol::meta::{MetaReply, MetaRequest, Verb};
 use crate::protocol::{Command, Response, StoreMode};
+
+/// What [`Chunked::decide`] found and decided.
+type Decided = (Option<(Record, Meta)>, MetaWrite, MetaOutcome);
 
 /// The cas a new value's reply carries until memcached has given the
 /// metadata its own (no memcached hands this one out).
@@ -35,31 +38,24 @@ const PENDING_CAS: u64 = u64::MAX - 1;
 impl<B: Backend + Clone> Chunked<B> {
     /// One meta command on `req.key`.
     pub(super) async fn meta(&self, req: &MetaRequest) -> Result<Response, BackendError> {
+        let key = std::slice::from_ref(&req.key);
+        // Most `mg`s change nothing: decided under the key's read lock,
+        // they answer without waiting for its writers' lock.
+        if matches!(req.verb, Verb::Get | Verb::Debug) {
+            let _shared = self.lock_read(key).await;
+            let (_, _, out) = self.decide(req).await?;
+            if out.effect == Effect::Keep {
+                return Ok(out.reply.map_or(Response::Nothing, Response::Meta));
+            }
+        }
+        let _guard = self.lock_write(key).await;
         let key = &req.key;
-        let _guard = self.lock_write(std::slice::from_ref(key)).await;
         for attempt in 0..RMW_TRIES {
             if attempt > 0 {
                 Self::back_off(attempt).await;
             }
-            let (old, guard) = match self.read_one(key).await? {
-                Found::Hit { value, meta, state } => {
-                    let record = Record {
-                        flags: value.flags,
-                        expiry: meta.expiry,
-                        cas: value.cas,
-                        value: value.data,
-                        state,
-                    };
-                    (Some((record, meta)), MetaWrite::Cas(value.cas))
-                }
-                // Broken: absent, and replaced only if nobody else wrote.
-                Found::Invalid { meta_cas } => (None, MetaWrite::Cas(meta_cas)),
-                Found::Absent => (None, MetaWrite::Add),
-            };
-            let now = expiry::now();
+            let (old, guard, out) = self.decide(req).await?;
             let cas = if needs_cas(req) { PENDING_CAS } else { 0 };
-            let record = old.as_ref().map(|(r, _)| r);
-            let out = apply_meta(req, record, now, cas, self.opts.max_value);
             let reply = match out.effect {
                 Effect::Keep => Some(out.reply),
                 Effect::Delete => {
@@ -120,6 +116,31 @@ impl<B: Backend + Clone> Chunked<B> {
             }
         }
         Ok(super::rmw::busy())
+    }
+
+    /// Read the value and run the command on it: the value as a record
+    /// (with its metadata), the guard a write of it takes, and what the
+    /// command decided.
+    async fn decide(&self, req: &MetaRequest) -> Result<Decided, BackendError> {
+        let (old, guard) = match self.read_one(&req.key).await? {
+            Found::Hit { value, meta, state } => {
+                let record = Record {
+                    flags: value.flags,
+                    expiry: meta.expiry,
+                    cas: value.cas,
+                    value: value.data,
+                    state,
+                };
+                (Some((record, meta)), MetaWrite::Cas(value.cas))
+            }
+            // Broken: absent, and replaced only if nobody else wrote.
+            Found::Invalid { meta_cas } => (None, MetaWrite::Cas(meta_cas)),
+            Found::Absent => (None, MetaWrite::Add),
+        };
+        let cas = if needs_cas(req) { PENDING_CAS } else { 0 };
+        let record = old.as_ref().map(|(r, _)| r);
+        let out = apply_meta(req, record, expiry::now(), cas, self.opts.max_value);
+        Ok((old, guard, out))
     }
 
     /// Write `new` as a whole value guarded by `how`, then its state: the
