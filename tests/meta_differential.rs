@@ -1357,6 +1357,16 @@ fn two_tier_stream_matches_memcached() {
     own_cas_run("l1-l2", &Rend::start_two_tier(&mc, l2.path(), &[]));
 }
 
+/// The same against rend `l1-l2 --chunked`: L2 serves the meta commands,
+/// and the L1 copies they drop are chunked values.
+#[test]
+fn two_tier_chunked_stream_matches_memcached() {
+    let mc = Memcached::start_with(MEMCACHED_ARGS);
+    let l2 = tempfile::tempdir().unwrap();
+    let rend = Rend::start_two_tier(&mc, l2.path(), &["--chunked"]);
+    own_cas_run("l1-l2 --chunked", &rend);
+}
+
 /// The same against rend `--chunked` (l1-only), where rend runs the meta
 /// commands over chunked values and their cas is the metadata item's.
 #[test]
