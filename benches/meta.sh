@@ -48,35 +48,27 @@ out=results/meta.csv
 client=(taskset -c 0)
 server=(taskset -c 1)
 
-mport=$(free_port)
-"${server[@]}" memcached "${user[@]}" -l 127.0.0.1 -p "$mport" -U 0 -m 1024 -c 4096 -t 1 &
-mc_direct=$!; pids+=("$mc_direct"); wait_port "$mport"
-mport2=$(free_port)
-"${server[@]}" memcached "${user[@]}" -l 127.0.0.1 -p "$mport2" -U 0 -m 1024 -c 4096 -t 1 &
-mc_rend=$!; pids+=("$mc_rend"); wait_port "$mport2"
-rport=$(free_port)
-RUST_LOG=warn "${server[@]}" "$bin/rend" --listen "127.0.0.1:$rport" --l1 "127.0.0.1:$mport2" \
-    --orca l1-only --metrics-listen off 2>>"$work/rend.log" &
-rend=$!; pids+=("$rend"); wait_port "$rport"
-mport3=$(free_port)
-"${server[@]}" memcached "${user[@]}" -l 127.0.0.1 -p "$mport3" -U 0 -m 1024 -c 4096 -t 1 &
-mc_l2=$!; pids+=("$mc_l2"); wait_port "$mport3"
-rport2=$(free_port)
-RUST_LOG=warn "${server[@]}" "$bin/rend" --listen "127.0.0.1:$rport2" --l1 "127.0.0.1:$mport3" \
-    --orca l1-l2 --l2-path "$work/l2" --batch-listen off --metrics-listen off 2>>"$work/rend.log" &
-rend2=$!; pids+=("$rend2"); wait_port "$rport2"
-mport4=$(free_port)
-"${server[@]}" memcached "${user[@]}" -l 127.0.0.1 -p "$mport4" -U 0 -m 1024 -c 4096 -t 1 &
-mc_ch=$!; pids+=("$mc_ch"); wait_port "$mport4"
-rport3=$(free_port)
-RUST_LOG=warn "${server[@]}" "$bin/rend" --listen "127.0.0.1:$rport3" --l1 "127.0.0.1:$mport4" \
-    --orca l1-only --chunked --metrics-listen off 2>>"$work/rend.log" &
-rend3=$!; pids+=("$rend3"); wait_port "$rport3"
-
 systems=(direct rend-l1-only rend-l1-l2 rend-chunked)
-declare -A port=([direct]=$mport [rend-l1-only]=$rport [rend-l1-l2]=$rport2 [rend-chunked]=$rport3)
-declare -A mc=([direct]=$mc_direct [rend-l1-only]=$mc_rend [rend-l1-l2]=$mc_l2 [rend-chunked]=$mc_ch)
-declare -A proxy=([direct]="" [rend-l1-only]=$rend [rend-l1-l2]=$rend2 [rend-chunked]=$rend3)
+declare -A port mc proxy
+# start SYSTEM [REND FLAGS...]: a fresh memcached, and with flags a rend in
+# front of it; sets port[SYSTEM] (where blast goes), mc[SYSTEM], proxy[SYSTEM].
+start() {
+    local sys=$1; shift
+    local mport; mport=$(free_port)
+    "${server[@]}" memcached "${user[@]}" -l 127.0.0.1 -p "$mport" -U 0 -m 1024 -c 4096 -t 1 &
+    mc[$sys]=$!; pids+=("$!"); wait_port "$mport"
+    port[$sys]=$mport; proxy[$sys]=""
+    [ $# -eq 0 ] && return
+    local rport; rport=$(free_port)
+    RUST_LOG=warn "${server[@]}" "$bin/rend" --listen "127.0.0.1:$rport" --l1 "127.0.0.1:$mport" \
+        --metrics-listen off "$@" 2>>"$work/rend.log" &
+    proxy[$sys]=$!; pids+=("$!"); wait_port "$rport"
+    port[$sys]=$rport
+}
+start direct
+start rend-l1-only --orca l1-only
+start rend-l1-l2 --orca l1-l2 --l2-path "$work/l2" --batch-listen off
+start rend-chunked --orca l1-only --chunked
 
 blast() { "${client[@]}" "$bin/blast" --key-space $keys --key-length 12 --value-size 100 "$@"; }
 

@@ -220,6 +220,12 @@ enum CasResult {
     BadValue,
 }
 
+/// An item an `ms` would store, and its expiry (`None`: already gone).
+struct Pending {
+    item: Record,
+    expiry: Option<u32>,
+}
+
 /// `ms`.
 fn set(
     req: &MetaRequest,
@@ -228,76 +234,36 @@ fn set(
     max_value: usize,
 ) -> (MetaReply, Effect) {
     let mode = req.store_mode().unwrap_or(StoreMode::Set);
-    let want = req.compare_cas().unwrap_or(0);
-    let stale_ok = req.has(b'I') && mode == StoreMode::Cas;
-    let mut new = stamp.record(
+    let mut item = stamp.record(
         req.client_flags().unwrap_or(0),
         0,
         req.value.clone().unwrap_or_default(),
     );
-    new.state.binary_key = req.base64();
-    let mut expiry = expiry_at(req.ttl().unwrap_or(0), stamp.now);
-    let mut stored = None;
-    let (code, effect) = match old {
+    item.state.binary_key = req.base64();
+    let new = Pending {
+        item,
+        expiry: expiry_at(req.ttl().unwrap_or(0), stamp.now),
+    };
+    let outcome = match old {
         Some(o) => {
-            let cas = match want {
+            let stale_ok = req.has(b'I') && mode == StoreMode::Cas;
+            let cas = match req.compare_cas().unwrap_or(0) {
                 0 => CasResult::None,
                 w if w == o.cas => CasResult::Match,
                 w if stale_ok && w < o.cas => CasResult::Stale,
                 _ => CasResult::BadValue,
             };
-            match mode {
-                StoreMode::Add => {
-                    // memcached updates the item it did not replace.
-                    let mut kept = o.clone();
-                    kept.state.update(stamp.now);
-                    (Code::NotStored, effect_of(kept, Some(o), Some(o.expiry)))
-                }
-                StoreMode::Cas if cas == CasResult::Match => {
-                    stored = Some(new);
-                    (Code::Header, Effect::Keep)
-                }
-                StoreMode::Cas if cas == CasResult::Stale => {
-                    // The value goes in, keeping the TTL and the win state,
-                    // and the item is stale.
-                    new.state.stale = true;
-                    new.state.won = o.state.won;
-                    expiry = Some(o.expiry);
-                    stored = Some(new);
-                    (Code::Header, Effect::Keep)
-                }
-                StoreMode::Cas => (Code::Exists, Effect::Keep),
-                StoreMode::Append | StoreMode::Prepend => {
-                    if !matches!(cas, CasResult::None | CasResult::Match) {
-                        (Code::Exists, Effect::Keep)
-                    } else if o.value.len() + new.value.len() > max_value {
-                        (Code::NotStored, Effect::Keep)
-                    } else {
-                        let value = joined(&o.value, &new.value, mode == StoreMode::Append);
-                        expiry = Some(o.expiry);
-                        stored = Some(stamp.record(o.flags, o.expiry, value));
-                        (Code::Header, Effect::Keep)
-                    }
-                }
-                StoreMode::Set | StoreMode::Replace => {
-                    stored = Some(new);
-                    (Code::Header, Effect::Keep)
-                }
-            }
+            over(o, mode, cas, new, stamp, max_value)
         }
         None => match mode {
-            StoreMode::Set | StoreMode::Add => {
-                stored = Some(new);
-                (Code::Header, Effect::Keep)
-            }
-            StoreMode::Cas => (Code::NotFound, Effect::Keep),
-            _ => (Code::NotStored, Effect::Keep),
+            StoreMode::Set | StoreMode::Add => Ok(new),
+            StoreMode::Cas => Err((Code::NotFound, Effect::Keep)),
+            _ => Err((Code::NotStored, Effect::Keep)),
         },
     };
-    let cas = stored.as_ref().map_or(0, |r| r.cas);
-    let effect = match stored {
-        Some(it) => effect_of(it, None, expiry),
-        None => effect,
+    let (code, cas, effect) = match outcome {
+        Ok(p) => (Code::Header, p.item.cas, effect_of(p.item, None, p.expiry)),
+        Err((code, effect)) => (code, 0, effect),
     };
     let mut flags = Vec::new();
     for f in &req.flags {
@@ -309,6 +275,50 @@ fn set(
         }
     }
     (status(code, flags), effect)
+}
+
+/// An `ms` over the live item `o`: what it stores, or why it stores
+/// nothing (and what happens to `o` then), as memcached's `do_store_item`.
+fn over(
+    o: &Record,
+    mode: StoreMode,
+    cas: CasResult,
+    mut new: Pending,
+    stamp: Stamp,
+    max_value: usize,
+) -> Result<Pending, (Code, Effect)> {
+    match mode {
+        StoreMode::Add => {
+            // memcached updates the item it did not replace.
+            let mut kept = o.clone();
+            kept.state.update(stamp.now);
+            Err((Code::NotStored, effect_of(kept, Some(o), Some(o.expiry))))
+        }
+        StoreMode::Cas if cas == CasResult::Match => Ok(new),
+        StoreMode::Cas if cas == CasResult::Stale => {
+            // The value goes in, keeping the TTL and the win state, and the
+            // item is stale.
+            new.item.state.stale = true;
+            new.item.state.won = o.state.won;
+            new.expiry = Some(o.expiry);
+            Ok(new)
+        }
+        StoreMode::Cas => Err((Code::Exists, Effect::Keep)),
+        StoreMode::Append | StoreMode::Prepend => {
+            if !matches!(cas, CasResult::None | CasResult::Match) {
+                Err((Code::Exists, Effect::Keep))
+            } else if o.value.len() + new.item.value.len() > max_value {
+                Err((Code::NotStored, Effect::Keep))
+            } else {
+                let value = joined(&o.value, &new.item.value, mode == StoreMode::Append);
+                Ok(Pending {
+                    item: stamp.record(o.flags, o.expiry, value),
+                    expiry: Some(o.expiry),
+                })
+            }
+        }
+        StoreMode::Set | StoreMode::Replace => Ok(new),
+    }
 }
 
 /// `md`.
