@@ -32,12 +32,14 @@
 //!   tasks in `memcached/io.rs`), [`backend::rocksdb`] (L2: opening, the
 //!   call path, the cas clock and flush_all, the disk bound and the log's
 //!   group commit in `rocksdb/`) with [`backend::record`] (its record and
-//!   memcached's verbs as pure functions), [`backend::chunked`] (values as
-//!   fixed-size chunks: Rend's layout, reading, writing and
-//!   read-modify-write in `chunked/`), [`backend::instrumented`] (per-tier
+//!   memcached's verbs as pure functions, the meta commands in
+//!   [`backend::record::meta`]), [`backend::chunked`] (values as fixed-size
+//!   chunks: Rend's layout, reading, writing, read-modify-write and the
+//!   meta commands in `chunked/`), [`backend::instrumented`] (per-tier
 //!   counters), [`backend::admin`] (the text connection that carries
 //!   memcached's admin commands), [`backend::meta_lane`] (the text
-//!   connections that carry meta commands in `l1-only`),
+//!   connections that carry meta commands in `l1-only` without
+//!   `--chunked`),
 //!   [`backend::slab_balancer`] (rend moving memcached's slab pages) and
 //!   [`backend::embedded`] (the memcached rend starts when it is given
 //!   none).
