@@ -378,14 +378,7 @@ impl<B: Backend + Clone> Chunked<B> {
         match self.read_one(key).await? {
             Found::Hit { value, meta, state } => {
                 let exptime = absolute(exptime);
-                let mut cmds = vec![Command::Touch {
-                    key: meta_key(&base),
-                    exptime,
-                }];
-                cmds.extend((0..meta.chunks as usize).map(|i| Command::Touch {
-                    key: chunk_key(&base, i),
-                    exptime,
-                }));
+                let mut cmds = touches(&base, &meta, exptime);
                 let touched = cmds.len();
                 if exptime >= 0 {
                     cmds.push(Command::Store {
@@ -414,6 +407,20 @@ impl<B: Backend + Clone> Chunked<B> {
             _ => Ok(Response::NotFound),
         }
     }
+}
+
+/// Touches of the metadata and every chunk of the value `meta` describes:
+/// memcached's expiry of each moves to `exptime`.
+fn touches(base: &[u8], meta: &Meta, exptime: i64) -> Vec<Command> {
+    let mut cmds = vec![Command::Touch {
+        key: meta_key(base),
+        exptime,
+    }];
+    cmds.extend((0..meta.chunks as usize).map(|i| Command::Touch {
+        key: chunk_key(base, i),
+        exptime,
+    }));
+    cmds
 }
 
 /// An item's state after memcached's touch and gat, which fetch it.

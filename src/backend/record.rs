@@ -135,7 +135,8 @@ impl Record {
         out
     }
 
-    pub fn decode(b: &[u8]) -> Result<Record, DecodeError> {
+    /// Where the value starts in the stored bytes `b`, by their version.
+    fn header_len(b: &[u8]) -> Result<usize, DecodeError> {
         let header = match b.first() {
             Some(&RECORD_V1) => RECORD_HEADER_V1,
             Some(&RECORD_V2) => RECORD_HEADER,
@@ -145,6 +146,11 @@ impl Record {
         if b.len() < header {
             return Err(DecodeError::Short);
         }
+        Ok(header)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Record, DecodeError> {
+        let header = Self::header_len(b)?;
         let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let mut cas = [0u8; 8];
         cas.copy_from_slice(&b[9..17]);
@@ -164,14 +170,7 @@ impl Record {
 
     /// The header fields alone, for the compaction filter.
     pub fn peek(b: &[u8]) -> Option<(u32, u64)> {
-        let header = match b.first() {
-            Some(&RECORD_V1) => RECORD_HEADER_V1,
-            Some(&RECORD_V2) => RECORD_HEADER,
-            _ => return None,
-        };
-        if b.len() < header {
-            return None;
-        }
+        Self::header_len(b).ok()?;
         let expiry = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
         let mut cas = [0u8; 8];
         cas.copy_from_slice(&b[9..17]);

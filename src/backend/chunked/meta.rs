@@ -18,7 +18,7 @@
 
 use bytes::Bytes;
 
-use super::layout::{base_key, chunk_key, meta_key, ttl_key, ttl_record};
+use super::layout::{base_key, ttl_key, ttl_record};
 use super::rmw::RMW_TRIES;
 use super::{Chunked, Found, Item, Meta, MetaWrite};
 use crate::backend::record::meta::{apply_meta, needs_cas, MetaOutcome};
@@ -55,7 +55,6 @@ impl<B: Backend + Clone> Chunked<B> {
                 Self::back_off(attempt).await;
             }
             let (old, guard, out) = self.decide(req).await?;
-            let cas = if needs_cas(req) { PENDING_CAS } else { 0 };
             let reply = match out.effect {
                 Effect::Keep => Some(out.reply),
                 Effect::Delete => {
@@ -64,7 +63,7 @@ impl<B: Backend + Clone> Chunked<B> {
                             continue;
                         }
                     }
-                    if cas == 0 {
+                    if !needs_cas(req) {
                         Some(out.reply)
                     } else {
                         // Stored already expired (`ms … T-1 c`): as memcached
@@ -90,6 +89,7 @@ impl<B: Backend + Clone> Chunked<B> {
                 }
                 Effect::Put(new) => {
                     // Same value and cas: the expiry or the state moved.
+                    // (`apply_meta` keeps a version only of a live record.)
                     let Some((r, meta)) = &old else {
                         return Ok(Response::Nothing);
                     };
@@ -97,14 +97,7 @@ impl<B: Backend + Clone> Chunked<B> {
                     let exptime = i64::from(new.expiry);
                     let mut cmds = Vec::new();
                     if new.expiry != r.expiry {
-                        cmds.push(Command::Touch {
-                            key: meta_key(&base),
-                            exptime,
-                        });
-                        cmds.extend((0..meta.chunks as usize).map(|i| Command::Touch {
-                            key: chunk_key(&base, i),
-                            exptime,
-                        }));
+                        cmds = super::touches(&base, meta, exptime);
                     }
                     cmds.push(state_store(&base, &meta.token, exptime, &new.state));
                     self.inner.call_many(cmds).await?;
