@@ -32,10 +32,15 @@
 #   rend_chunked_am1, _am2      rend --orca l1-only --chunked (Rend's layout:
 #                               a 40-byte metadata item and ~1.1 KB chunks)
 #                               over automove 1 and 2
-#   rend_bal_am1                rend --slab-balancer (rend moves pages itself,
-#                               as it does for its embedded memcached by
-#                               default), over memcached's default automove 1
-#   rend_chunked_bal_am1        the same with --chunked
+#   rend_bal_am1                rend --slab-balancer --slab-pacing 0 (rend
+#                               moves pages itself; stores never wait), over
+#                               memcached's default automove 1
+#   rend_paced_am1              rend --slab-balancer with its default pacing
+#                               (a store waits up to 20 ms for the page its
+#                               class needs): what rend does for its
+#                               embedded memcached by default
+#   rend_chunked_bal_am1        rend --chunked --slab-balancer (no pacing:
+#                               chunked stores are not paced)
 #
 # Columns:
 #   target, a_size, b_size   a_size is 0 on control rows
@@ -48,12 +53,17 @@
 #                            on control rows, what one byte of user data costs
 #                            in memcached memory at that size
 #   evictions, slabs_moved   memcached's counters after the reads
+#   b_set_p99_us, b_set_max_us
+#                            B's stores as setget saw them (service time,
+#                            microseconds; with 32 in flight, so a store's
+#                            time includes those queued before it): what
+#                            pacing costs a writer
 #   seconds                  wall time of the row
 source "$(dirname "$0")/common.sh"
 
 MB=${MB:-64}
 SIZES=${SIZES:-"100 1000 4000 20000 100000 500000"}
-TARGETS=${TARGETS:-"memcached_am0 memcached_am1 memcached_am2 rend_am1 rend_am2 rend_bal_am1 rend_chunked_am1 rend_chunked_am2 rend_chunked_bal_am1"}
+TARGETS=${TARGETS:-"memcached_am0 memcached_am1 memcached_am2 rend_am1 rend_am2 rend_bal_am1 rend_paced_am1 rend_chunked_am1 rend_chunked_am2 rend_chunked_bal_am1"}
 out=${OUT:-results/slab_shift.csv}
 mem=$((MB * 1024 * 1024))
 
@@ -66,7 +76,7 @@ count() { # count SUMMARY COMMAND OUTCOME: responses of blast/setget's summary.c
 }
 
 raw="$work/raw.csv"
-echo "target,a_size,b_size,a_keys,a_set_errors,b_keys,b_set_errors,b_hits,b_mismatches,total_malloced,evictions,slabs_moved,seconds" >"$raw"
+echo "target,a_size,b_size,a_keys,a_set_errors,b_keys,b_set_errors,b_hits,b_mismatches,total_malloced,evictions,slabs_moved,b_set_p99_us,b_set_max_us,seconds" >"$raw"
 
 run() { # run TARGET A_SIZE B_SIZE (A_SIZE 0: control)
     local target=$1 a=$2 b=$3 t0=$SECONDS
@@ -80,7 +90,8 @@ run() { # run TARGET A_SIZE B_SIZE (A_SIZE 0: control)
         rend_*)
             local flags=()
             [[ $target == rend_chunked_* ]] && flags+=(--chunked)
-            [[ $target == *_bal_* ]] && flags+=(--slab-balancer)
+            [[ $target == *_bal_* ]] && flags+=(--slab-balancer --slab-pacing 0)
+            [[ $target == *_paced_* ]] && flags+=(--slab-balancer)
             RUST_LOG=warn "$bin/rend" --listen "127.0.0.1:$rport" --orca l1-only --l1 "127.0.0.1:$mport" \
                 --metrics-listen off "${flags[@]}" 2>>"$work/rend.log" &
             rend=$!; pids+=("$rend")
@@ -107,7 +118,9 @@ run() { # run TARGET A_SIZE B_SIZE (A_SIZE 0: control)
     b_err=$(count "$work/b/summary.csv" set error)
     hits=$(count "$work/b/summary.csv" get hit)
     mism=$(echo "$txt" | awk '/^checked/ {print $4}')
-    echo "$target,$a,$b,$a_keys,$a_err,$b_keys,$b_err,$hits,${mism:-NA},$(stat "$mport" total_malloced slabs),$(stat "$mport" evictions),$(stat "$mport" slabs_moved),$((SECONDS - t0))" | tee -a "$raw"
+    local lat # B's stores: service latency p99 and max (pipeline 32, so queueing counts)
+    lat=$(awk -F, '$1 == "set" && $2 == "stored" && $3 == "service" {print $8 "," $11}' "$work/b/summary.csv")
+    echo "$target,$a,$b,$a_keys,$a_err,$b_keys,$b_err,$hits,${mism:-NA},$(stat "$mport" total_malloced slabs),$(stat "$mport" evictions),$(stat "$mport" slabs_moved),${lat:-NA,NA},$((SECONDS - t0))" | tee -a "$raw"
     [ -n "$rend" ] && stop "$rend"
     stop "$mc"
 }
@@ -129,7 +142,7 @@ control = {(r["target"], r["b_size"]): int(r["b_hits"]) / int(r["b_keys"])
            for r in rows if r["a_size"] == "0"}
 cols = ["target", "a_size", "b_size", "a_keys", "a_set_errors", "b_keys", "b_set_errors",
         "b_hits", "b_mismatches", "hit_rate", "control_hit_rate", "over_control",
-        "mem_per_user_byte", "evictions", "slabs_moved", "seconds"]
+        "mem_per_user_byte", "evictions", "slabs_moved", "b_set_p99_us", "b_set_max_us", "seconds"]
 with open(sys.argv[2], "w", newline="") as f:
     w = csv.DictWriter(f, cols, extrasaction="ignore")
     w.writeheader()

@@ -11,7 +11,7 @@ use crate::backend::instrumented::Instrumented;
 use crate::backend::memcached::{L1Addr, L1Options, MemcachedL1};
 use crate::backend::meta_lane::MetaLanes;
 use crate::backend::rocksdb::{L2Options, OpenError, L2};
-use crate::backend::slab_balancer;
+use crate::backend::slab_balancer::{self, pacer::Pacer};
 use crate::backend::Backend;
 use crate::config::{BatchListen, Config, OrcaKind};
 use crate::locks::KeyLocks;
@@ -127,7 +127,14 @@ pub async fn run(
     if config.slab_balancer() {
         let moves = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let _ = counters.slab_moves.set(moves.clone());
-        slab_balancer::start(l1_addr.clone(), moves);
+        let pacer = config.slab_pacing().map(|cap| {
+            let extra = if two_tier { L1_HEADER } else { 0 };
+            Arc::new(Pacer::new(cap, extra))
+        });
+        if let Some(p) = &pacer {
+            let _ = counters.slab_pacer.set(p.clone());
+        }
+        slab_balancer::start(l1_addr.clone(), moves, pacer);
     }
     let (make_orca, make_batch, trust): (OrcaFactory, Option<OrcaFactory>, Option<Arc<L1Trust>>) =
         match (l2.clone(), chunking) {
@@ -210,7 +217,7 @@ pub async fn run(
         }
     }
 
-    let settings = server_settings(&config);
+    let settings = server_settings(&config, counters.slab_pacer.get().cloned());
 
     log_start(&config, workers.handles().len(), &l1_addr);
     tracing::info!("listening on {}", listener.local_addr());
@@ -333,7 +340,7 @@ async fn start_l1(
 }
 
 /// What every client connection is held to.
-fn server_settings(config: &Config) -> Arc<ServerSettings> {
+fn server_settings(config: &Config, pacer: Option<Arc<Pacer>>) -> Arc<ServerSettings> {
     Arc::new(ServerSettings {
         max_conns: config.max_conns,
         conn: ConnSettings {
@@ -344,6 +351,7 @@ fn server_settings(config: &Config) -> Arc<ServerSettings> {
             idle_timeout: config.idle_timeout(),
             max_requests: config.conn_max_requests as usize,
             max_bytes: config.conn_max_bytes as usize,
+            pacer,
         },
     })
 }

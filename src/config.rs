@@ -167,6 +167,14 @@ pub struct Config {
     )]
     pub slab_balancer: Option<bool>,
 
+    /// With the slab balancer and without --chunked: how long, in
+    /// milliseconds, a store may wait for the balancer to move a page to
+    /// its slab class when that class has no free chunk left and another
+    /// class holds older items (0: stores never wait). The client's later
+    /// requests wait behind it.
+    #[arg(long, env = "REND_SLAB_PACING", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub slab_pacing: u64,
+
     /// Number of lock stripes.
     #[arg(long, env = "REND_LOCK_STRIPES", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub lock_stripes: u64,
@@ -356,6 +364,14 @@ impl Config {
     pub fn slab_balancer(&self) -> bool {
         self.slab_balancer
             .unwrap_or(self.l1.is_none() && !self.chunked)
+    }
+
+    /// How long a store may wait for a page, when stores are paced
+    /// (`--slab-pacing`): only with the balancer and unchunked values,
+    /// whose class rend can tell from the request.
+    pub fn slab_pacing(&self) -> Option<Duration> {
+        (self.slab_balancer() && !self.chunked && self.slab_pacing > 0)
+            .then(|| Duration::from_millis(self.slab_pacing))
     }
 
     pub fn l1_timeout(&self) -> Duration {

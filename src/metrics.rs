@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::backend::slab_balancer::pacer::Pacer;
 use crate::metrics::ops::{Classified, Cmd, Outcome};
 
 /// The protocol level rend speaks, then its own version: clients such as
@@ -82,6 +83,8 @@ pub struct Counters {
     pub l2: std::sync::OnceLock<std::sync::Arc<dyn StatsSource>>,
     /// Pages the slab balancer moved, when it runs.
     pub slab_moves: std::sync::OnceLock<std::sync::Arc<AtomicU64>>,
+    /// Stores paced for slab pages, when they are.
+    pub slab_pacer: std::sync::OnceLock<std::sync::Arc<Pacer>>,
 }
 
 impl Default for Counters {
@@ -92,6 +95,7 @@ impl Default for Counters {
             chunks: std::sync::OnceLock::new(),
             l2: std::sync::OnceLock::new(),
             slab_moves: std::sync::OnceLock::new(),
+            slab_pacer: std::sync::OnceLock::new(),
             max_connections: AtomicU64::new(0),
         }
     }
@@ -220,6 +224,17 @@ impl Counters {
                 Bytes::from_static(b"slab_balancer_moves"),
                 Bytes::from(moves.load(Ordering::Relaxed).to_string()),
             ));
+        }
+        if let Some(pacer) = self.slab_pacer.get() {
+            for (name, n) in [
+                (&b"slab_pacing_waits"[..], &pacer.waits),
+                (&b"slab_pacing_timeouts"[..], &pacer.timeouts),
+            ] {
+                out.push((
+                    Bytes::from_static(name),
+                    Bytes::from(n.load(Ordering::Relaxed).to_string()),
+                ));
+            }
         }
         out
     }

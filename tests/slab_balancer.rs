@@ -5,7 +5,10 @@
 //! back a few percent; with it B reads back as much as on an empty
 //! memcached. B is written at a modest pace (a few MB/s), well under the
 //! speed at which memcached moves pages, so this checks what the balancer
-//! does, not how fast the machine is.
+//! does, not how fast the machine is. Then B is written in a burst, as fast
+//! as rend takes it, with pacing (`--slab-pacing`) on: stores wait for the
+//! pages they need, so B again reads back as much as on an empty memcached,
+//! however fast the machine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -71,11 +74,11 @@ fn hits(c: &mut Conn, prefix: &str, size: usize, count: usize) -> usize {
 }
 
 /// B's hit rate after A (or on an empty memcached when `a_size` is 0),
-/// and rend's `slab_balancer_moves` (None when it has no balancer).
-fn shift(balancer: bool, a_size: usize, b_size: usize) -> (f64, Option<u64>) {
+/// written through a rend with `flags` at a modest pace or, with `burst`,
+/// as fast as rend takes it; and rend's `stats` after.
+fn shift(flags: &[&str], a_size: usize, b_size: usize, burst: bool) -> (f64, String) {
     let mc = Memcached::start_with(&["-m", &MB.to_string()]);
-    let flag = if balancer { "true" } else { "false" };
-    let rend = Rend::start(&mc, &["--slab-balancer", flag]);
+    let rend = Rend::start(&mc, flags);
     let mut c = rend.connect();
     if a_size > 0 {
         write(
@@ -91,27 +94,50 @@ fn shift(balancer: bool, a_size: usize, b_size: usize) -> (f64, Option<u64>) {
         std::thread::sleep(Duration::from_millis(1100));
     }
     let b_keys = MEM * 4 / 5 / b_size;
-    // About 5 MB/s, in batches of about 32 KiB.
-    let batch = (32 << 10) / b_size;
-    write(&mut c, "b", b_size, b_keys, batch, Duration::from_millis(6));
+    if burst {
+        // Batches of 256 KiB, each sent as soon as the last is answered.
+        write(
+            &mut c,
+            "b",
+            b_size,
+            b_keys,
+            (256 << 10) / b_size,
+            Duration::ZERO,
+        );
+    } else {
+        // About 5 MB/s, in batches of about 32 KiB.
+        let batch = (32 << 10) / b_size;
+        write(&mut c, "b", b_size, b_keys, batch, Duration::from_millis(6));
+    }
     let rate = hits(&mut c, "b", b_size, b_keys) as f64 / b_keys as f64;
     let stats = String::from_utf8(c.req(b"stats\r\n", b"END\r\n")).unwrap();
-    let moves = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("STAT slab_balancer_moves "))
-        .map(|v| v.trim().parse().unwrap());
-    (rate, moves)
+    (rate, stats)
 }
 
+/// A counter of rend's `stats`.
+fn stat(stats: &str, name: &str) -> Option<u64> {
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+const BALANCER: &[&str] = &["--slab-balancer", "true", "--slab-pacing", "0"];
+
 fn assert_balanced(a_size: usize, b_size: usize) {
-    let (control, _) = shift(true, 0, b_size);
-    let (calcified, none) = shift(false, a_size, b_size);
-    let (balanced, moves) = shift(true, a_size, b_size);
+    let (control, _) = shift(BALANCER, 0, b_size, false);
+    let (calcified, none) = shift(&["--slab-balancer", "false"], a_size, b_size, false);
+    let (balanced, stats) = shift(BALANCER, a_size, b_size, false);
+    let moves = stat(&stats, "slab_balancer_moves");
     eprintln!(
         "{a_size} B -> {b_size} B: control {control:.3}, no balancer {calcified:.3}, \
          balancer {balanced:.3} ({moves:?} pages moved)"
     );
-    assert_eq!(none, None, "no balancer, no counter");
+    assert_eq!(
+        stat(&none, "slab_balancer_moves"),
+        None,
+        "no balancer, no counter"
+    );
     assert!(
         calcified < 0.5 * control,
         "without the balancer memcached calcifies: {calcified} against a control of {control}"
@@ -121,6 +147,38 @@ fn assert_balanced(a_size: usize, b_size: usize) {
         "with the balancer B reads back {balanced}, under 0.95 of the control's {control}"
     );
     assert!(moves.unwrap() > 0);
+}
+
+/// B written as fast as rend takes it: faster than memcached frees pages,
+/// so B's stores wait for them (a cap long enough that none gives up).
+fn assert_paced(a_size: usize, b_size: usize) {
+    let paced = &["--slab-balancer", "true", "--slab-pacing", "5000"];
+    let (control, _) = shift(paced, 0, b_size, true);
+    let (rate, stats) = shift(paced, a_size, b_size, true);
+    let (waits, timeouts) = (
+        stat(&stats, "slab_pacing_waits").unwrap(),
+        stat(&stats, "slab_pacing_timeouts").unwrap(),
+    );
+    eprintln!(
+        "{a_size} B -> {b_size} B in a burst: control {control:.3}, paced {rate:.3} \
+         ({waits} stores waited, {timeouts} gave up)"
+    );
+    assert!(
+        rate >= 0.95 * control,
+        "paced, B reads back {rate}, under 0.95 of the control's {control}"
+    );
+    assert!(waits > 0, "{stats}");
+    assert_eq!(timeouts, 0, "{stats}");
+}
+
+#[test]
+fn a_burst_of_larger_values_waits_for_pages() {
+    assert_paced(100, 4000);
+}
+
+#[test]
+fn a_burst_of_smaller_values_waits_for_pages() {
+    assert_paced(4000, 100);
 }
 
 #[test]
@@ -161,10 +219,15 @@ fn embedded_stats(extra: &[&str]) -> String {
 fn the_embedded_memcached_is_balanced_by_default_unless_chunked() {
     let stats = embedded_stats(&[]);
     assert!(stats.contains("STAT slab_balancer_moves 0\r\n"), "{stats}");
+    assert!(stats.contains("STAT slab_pacing_waits 0\r\n"), "{stats}");
+    let stats = embedded_stats(&["--slab-pacing", "0"]);
+    assert!(!stats.contains("slab_pacing_waits"), "{stats}");
     // A page taken from the chunk class would take live values' chunks.
     let stats = embedded_stats(&["--chunked"]);
     assert!(stats.contains("STAT chunks_written 0\r\n"), "{stats}");
     assert!(!stats.contains("slab_balancer_moves"), "{stats}");
     let stats = embedded_stats(&["--chunked", "--slab-balancer"]);
     assert!(stats.contains("STAT slab_balancer_moves 0\r\n"), "{stats}");
+    // A chunked store's items are not the size of its value: not paced.
+    assert!(!stats.contains("slab_pacing_waits"), "{stats}");
 }

@@ -21,6 +21,7 @@ pub mod meta_lane;
 pub mod record;
 pub mod rocksdb;
 pub mod slab_balancer;
+pub mod slab_classes;
 
 use std::fmt;
 use std::future::Future;

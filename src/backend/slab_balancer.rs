@@ -39,8 +39,13 @@ use bytes::Bytes;
 
 use super::admin::AdminLane;
 use super::memcached::L1Addr;
+use super::slab_classes::{SlabClasses, PAGE};
 use super::Backend;
 use crate::protocol::{Command, Response};
+
+pub mod pacer;
+
+use pacer::Pacer;
 
 /// Poll interval while a page is moving, and for [`HOT`] after one could
 /// last be moved.
@@ -124,25 +129,58 @@ pub fn evictions_since(
         .collect()
 }
 
-/// The page to move, as (source, destination), given the classes now, the
-/// evictions since the last poll ([`evictions_since`]) and the classes that
-/// evicted within [`RECENT`]; `None` when no class evicted or no other class
-/// may give a page.
-pub fn choose(
+/// What each class that needs a page would throw away, as (seconds its
+/// victims had gone unused, items evicted since the last poll): a class
+/// that evicted ([`evictions_since`]) says so itself (`evicted_time`); one
+/// whose writes wait for room ([`pacer`], the bits of `starving`) would
+/// evict its oldest item (`age`; 0 for a class with no items).
+pub fn demand(
     fresh: &BTreeMap<u32, u64>,
+    starving: u64,
+    now: &BTreeMap<u32, Class>,
+) -> BTreeMap<u32, (u64, u64)> {
+    let mut demand: BTreeMap<u32, (u64, u64)> = fresh
+        .iter()
+        .filter_map(|(id, &n)| Some((*id, (now.get(id)?.evicted_time, n))))
+        .collect();
+    for id in bits(starving) {
+        demand
+            .entry(id)
+            .or_insert((now.get(&id).map_or(0, |c| c.age), 0));
+    }
+    demand
+}
+
+/// The page to move, as (source, destination), given what each class needs
+/// ([`demand`]), the classes now and the classes that evicted within
+/// [`RECENT`]; `None` when no class needs a page or no other class may give
+/// one.
+pub fn choose(
+    demand: &BTreeMap<u32, (u64, u64)>,
     now: &BTreeMap<u32, Class>,
     recent: &BTreeSet<u32>,
 ) -> Option<(u32, u32)> {
     // The class that throws away the youngest items (the most of them on a
     // tie) is the one a page helps most.
-    let (&dst, want) = fresh
+    let (&dst, &(want, _)) = demand
         .iter()
-        .filter_map(|(id, &n)| Some((id, now.get(id)?, n)))
-        .min_by_key(|&(_, c, n)| (c.evicted_time, std::cmp::Reverse(n)))
-        .map(|(id, c, _)| (id, c))?;
+        .min_by_key(|(_, &(want, n))| (want, std::cmp::Reverse(n)))?;
+    donor(dst, want, now, recent).map(|src| (src, dst))
+}
+
+/// The class that should give `dst` a page when `dst` would throw away
+/// items unused for `want` seconds: the one holding the oldest item, if
+/// that item has gone unused a quarter longer; a class with a whole page
+/// of free chunks first.
+pub fn donor(
+    dst: u32,
+    want: u64,
+    now: &BTreeMap<u32, Class>,
+    recent: &BTreeSet<u32>,
+) -> Option<u32> {
     // A quarter older, so that classes whose ages differ by the noise of a
     // second's clock do not trade pages back and forth.
-    let older = |secs: u64| secs * 4 > want.evicted_time * 5;
+    let older = |secs: u64| secs * 4 > want * 5;
     let spare_page = |c: &Class| c.chunks_per_page > 0 && c.free_chunks >= c.chunks_per_page;
     now.iter()
         .filter(|(&id, c)| id != dst && c.pages > 1)
@@ -153,10 +191,10 @@ pub fn choose(
             let pressed = recent.contains(id);
             spare_page(c)
                 || (older(c.age) && !pressed)
-                || (pressed && older(c.evicted_time) && c.evicted_time >= want.evicted_time + 2)
+                || (pressed && older(c.evicted_time) && c.evicted_time >= want + 2)
         })
         .max_by_key(|(_, c)| (spare_page(c), c.age))
-        .map(|(&src, _)| (src, dst))
+        .map(|(&src, _)| src)
 }
 
 /// What memcached said to a `slabs reassign`.
@@ -166,22 +204,19 @@ enum Reassign {
     Ok,
     /// A page is moving already.
     Busy,
-    /// The destination still has free chunks (`NOTFULL`): it may fill
-    /// soon.
-    NotFull,
     /// Anything else (`NOSPARE`, `UNSAFE`, an error).
     Refused,
 }
 
 /// Start the balancer for the memcached at `addr` on the current runtime;
-/// it counts the pages it moved in `moves` and runs until the runtime
-/// stops.
-pub fn start(addr: L1Addr, moves: Arc<AtomicU64>) {
+/// it counts the pages it moved in `moves`, paces writes through `pacer`
+/// when given, and runs until the runtime stops.
+pub fn start(addr: L1Addr, moves: Arc<AtomicU64>, pacer: Option<Arc<Pacer>>) {
     let lane = AdminLane::start(addr, TIMEOUT);
-    tokio::spawn(run(lane, moves));
+    tokio::spawn(run(lane, moves, pacer));
 }
 
-async fn run(lane: AdminLane, moves: Arc<AtomicU64>) {
+async fn run(lane: AdminLane, moves: Arc<AtomicU64>, pacer: Option<Arc<Pacer>>) {
     // Each class's `evicted` at the last poll; none before the first, which
     // only sets the baseline.
     let mut last: Option<BTreeMap<u32, u64>> = None;
@@ -189,13 +224,18 @@ async fn run(lane: AdminLane, moves: Arc<AtomicU64>) {
     let mut hot_until = tokio::time::Instant::now();
     // When each class last evicted.
     let mut evicted_at: BTreeMap<u32, tokio::time::Instant> = BTreeMap::new();
+    let mut pacing = pacer.map(Pacing::new);
     loop {
-        let Some(items) = admin(&lane, "stats items").await else {
+        let polled = poll(&lane, pacing.as_mut()).await;
+        let Some((items, slabs)) = polled else {
             last = None;
+            if let Some(p) = &pacing {
+                p.pacer.release_all();
+            }
             tokio::time::sleep(POLL_IDLE).await;
             continue;
         };
-        let classes = parse(&items, b"");
+        let classes = parse(&items, slabs.as_deref().unwrap_or_default());
         let fresh = last
             .as_ref()
             .map(|last| evictions_since(last, &classes))
@@ -206,17 +246,28 @@ async fn run(lane: AdminLane, moves: Arc<AtomicU64>) {
             evicted_at.insert(id, t);
         }
         evicted_at.retain(|_, at| t.duration_since(*at) < RECENT);
-        // Pages matter only when a class evicted (`stats items` alone says so).
-        let pick = if fresh.is_empty() {
+        let recent: BTreeSet<u32> = evicted_at.keys().copied().collect();
+        let starving = match (&mut pacing, &slabs) {
+            (Some(p), Some(slabs)) => p.update(&classes, slabs, &recent, t),
+            _ => 0,
+        };
+        // Pages matter only when a class evicted (`stats items` alone says
+        // so) or writes wait for room.
+        let pick = if fresh.is_empty() && starving == 0 {
             None
         } else {
-            let Some(slabs) = admin(&lane, "stats slabs").await else {
-                last = None;
-                tokio::time::sleep(POLL_IDLE).await;
-                continue;
+            let now = match slabs {
+                Some(_) => classes,
+                None => match admin(&lane, "stats slabs").await {
+                    Some(slabs) => parse(&items, &slabs),
+                    None => {
+                        last = None;
+                        tokio::time::sleep(POLL_IDLE).await;
+                        continue;
+                    }
+                },
             };
-            let recent = evicted_at.keys().copied().collect();
-            choose(&fresh, &parse(&items, &slabs), &recent)
+            choose(&demand(&fresh, starving, &now), &now, &recent)
         };
         let wait = match pick {
             Some((src, dst)) => {
@@ -227,19 +278,122 @@ async fn run(lane: AdminLane, moves: Arc<AtomicU64>) {
                         tracing::debug!(src, dst, "slab balancer moved a page");
                         Duration::ZERO
                     }
-                    Reassign::Busy | Reassign::NotFull => POLL_BUSY,
-                    Reassign::Refused => POLL_IDLE,
+                    Reassign::Busy => POLL_BUSY,
+                    Reassign::Refused => {
+                        if let Some(p) = &mut pacing {
+                            p.refused(dst, t);
+                        }
+                        POLL_IDLE
+                    }
                 }
             }
             None if t < hot_until => POLL_BUSY,
             None => POLL_IDLE,
         };
-        if wait.is_zero() {
-            tokio::task::yield_now().await;
-        } else {
-            tokio::time::sleep(wait).await;
+        match &pacing {
+            _ if wait.is_zero() => tokio::task::yield_now().await,
+            Some(p) => p.pacer.idle(wait).await,
+            None => tokio::time::sleep(wait).await,
         }
     }
+}
+
+/// `stats items`, and with pacing `stats slabs` too (and memcached's
+/// settings, until read); `None` when memcached does not answer.
+async fn poll(lane: &AdminLane, pacing: Option<&mut Pacing>) -> Option<(Bytes, Option<Bytes>)> {
+    let Some(p) = pacing else {
+        return Some((admin(lane, "stats items").await?, None));
+    };
+    if p.limit.is_none() {
+        let settings = admin(lane, "stats settings").await?;
+        p.read_settings(&settings);
+    }
+    let items = admin(lane, "stats items").await?;
+    let slabs = admin(lane, "stats slabs").await?;
+    Some((items, Some(slabs)))
+}
+
+/// The balancer's side of [`pacer`].
+struct Pacing {
+    pacer: Arc<Pacer>,
+    /// memcached's memory limit (`maxbytes`), once read.
+    limit: Option<u64>,
+    /// Classes not paced until then: a move to them was refused, or a
+    /// write to them waited the whole cap.
+    cooling: BTreeMap<u32, tokio::time::Instant>,
+}
+
+impl Pacing {
+    fn new(pacer: Arc<Pacer>) -> Pacing {
+        Pacing {
+            pacer,
+            limit: None,
+            cooling: BTreeMap::new(),
+        }
+    }
+
+    fn read_settings(&mut self, settings: &[u8]) {
+        let Some(table) = SlabClasses::from_settings(settings) else {
+            return;
+        };
+        self.limit = stat(settings, "maxbytes");
+        self.pacer.set_table(table);
+    }
+
+    fn refused(&mut self, dst: u32, t: tokio::time::Instant) {
+        self.cooling.insert(dst, t + COOL);
+    }
+
+    /// Set each class's backing and credit from this poll; the classes
+    /// whose writes wait.
+    fn update(
+        &mut self,
+        classes: &BTreeMap<u32, Class>,
+        slabs: &[u8],
+        recent: &BTreeSet<u32>,
+        t: tokio::time::Instant,
+    ) -> u64 {
+        let (Some(limit), Some(table)) = (self.limit, self.pacer.table()) else {
+            return 0;
+        };
+        for id in bits(self.pacer.take_gave_up()) {
+            self.cooling.insert(id, t + COOL);
+        }
+        self.cooling.retain(|_, until| t < *until);
+        let unallocated =
+            limit.saturating_sub(stat(slabs, "total_malloced").unwrap_or(limit)) / PAGE;
+        let state = (1..=table.len() as u32).map(|id| {
+            let class = classes.get(&id);
+            let backed = !self.cooling.contains_key(&id)
+                && donor(id, class.map_or(0, |c| c.age), classes, recent).is_some();
+            // A class with no page gets one even when memory is full.
+            let pages = unallocated + u64::from(class.is_none_or(|c| c.pages == 0));
+            let free = class.map_or(0, |c| c.free_chunks) + pages * table.per_page(id as usize);
+            (id as usize, backed, Some(free.min(i64::MAX as u64) as i64))
+        });
+        self.pacer.update(state);
+        self.pacer.take_starving()
+    }
+}
+
+/// How long a class is not paced after a move to it was refused or a
+/// write to it waited the whole cap.
+const COOL: Duration = Duration::from_secs(1);
+
+/// The ids of the set bits of `set`.
+fn bits(set: u64) -> impl Iterator<Item = u32> {
+    (0..64).filter(move |id| set & (1 << id) != 0)
+}
+
+/// A top-level number of a `stats` body (`STAT name value`).
+fn stat(body: &[u8], name: &str) -> Option<u64> {
+    std::str::from_utf8(body).ok()?.lines().find_map(|line| {
+        let mut words = line.trim_end().split(' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("STAT"), Some(n), Some(v)) if n == name => v.parse().ok(),
+            _ => None,
+        }
+    })
 }
 
 /// Ask memcached to move a page from `src` to `dst`; while the page before
@@ -271,7 +425,6 @@ async fn reassign(lane: &AdminLane, src: u32, dst: u32) -> Reassign {
     match admin(lane, &format!("slabs reassign {src} {dst}")).await {
         Some(reply) if reply.starts_with(b"OK") => Reassign::Ok,
         Some(reply) if reply.starts_with(b"BUSY") => Reassign::Busy,
-        Some(reply) if reply.starts_with(b"NOTFULL") => Reassign::NotFull,
         reply => {
             tracing::debug!(src, dst, ?reply, "slab balancer: memcached refused a move");
             Reassign::Refused
@@ -294,10 +447,12 @@ mod tests {
         }
     }
 
-    /// The classes that evicted since `last`, as the balancer's window would
-    /// hold them.
-    fn evicting(last: &BTreeMap<u32, u64>, now: &BTreeMap<u32, Class>) -> BTreeSet<u32> {
-        evictions_since(last, now).into_keys().collect()
+    /// The balancer's pick when the classes that evicted since `last` are
+    /// the ones its window holds, and no write waits.
+    fn pick(last: &BTreeMap<u32, u64>, now: &BTreeMap<u32, Class>) -> Option<(u32, u32)> {
+        let fresh = evictions_since(last, now);
+        let recent = fresh.keys().copied().collect();
+        choose(&demand(&fresh, 0, now), now, &recent)
     }
 
     #[test]
@@ -332,20 +487,14 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
             (2, class(10, 0, 60, 0)),
             (3, class(1, 80, 0, 0)),
         ]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            Some((2, 3))
-        );
+        assert_eq!(pick(&last, &now), Some((2, 3)));
     }
 
     #[test]
     fn no_evictions_no_move() {
         let last = BTreeMap::from([(1, 5), (2, 7)]);
         let now = BTreeMap::from([(1, class(10, 5, 30, 0)), (2, class(10, 7, 60, 0))]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            None
-        );
+        assert_eq!(pick(&last, &now), None);
     }
 
     #[test]
@@ -354,10 +503,7 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
         // younger, so they are worth more.
         let last = BTreeMap::from([(3, 0)]);
         let now = BTreeMap::from([(1, class(10, 0, 30, 0)), (3, class(1, 9, 100, 100))]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            None
-        );
+        assert_eq!(pick(&last, &now), None);
     }
 
     #[test]
@@ -370,48 +516,30 @@ STAT active_slabs 2\r\nSTAT total_malloced 67108864\r\nEND\r\n";
             (2, free),
             (3, class(1, 9, 100, 50)),
         ]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            Some((2, 3))
-        );
+        assert_eq!(pick(&last, &now), Some((2, 3)));
     }
 
     #[test]
     fn a_class_of_one_page_never_gives() {
         let last = BTreeMap::new();
         let now = BTreeMap::from([(1, class(1, 0, 300, 0)), (3, class(1, 9, 0, 0))]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            None
-        );
+        assert_eq!(pick(&last, &now), None);
     }
 
     #[test]
     fn two_evicting_classes_of_equal_age_do_not_trade_pages() {
         let last = BTreeMap::from([(1, 0), (2, 0)]);
         let now = BTreeMap::from([(1, class(10, 5, 100, 110)), (2, class(10, 9, 110, 100))]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            None
-        );
+        assert_eq!(pick(&last, &now), None);
         // Both evicting what they just stored (a chunked value's metadata
         // and chunks), within one tick of memcached's clock.
         let now = BTreeMap::from([(1, class(10, 5, 1, 0)), (2, class(10, 9, 2, 0))]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            None
-        );
+        assert_eq!(pick(&last, &now), None);
         // A class that evicts items a quarter older gives.
         let now = BTreeMap::from([(1, class(10, 5, 140, 130)), (2, class(10, 9, 110, 100))]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            Some((1, 2))
-        );
+        assert_eq!(pick(&last, &now), Some((1, 2)));
         // As does one that evicts nothing and holds older items.
         let now = BTreeMap::from([(1, class(10, 0, 126, 0)), (2, class(10, 9, 110, 100))]);
-        assert_eq!(
-            choose(&evictions_since(&last, &now), &now, &evicting(&last, &now)),
-            Some((1, 2))
-        );
+        assert_eq!(pick(&last, &now), Some((1, 2)));
     }
 }

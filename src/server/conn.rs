@@ -24,6 +24,7 @@
 //! in `conn/pool.rs`.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::backend::slab_balancer::pacer::{Admit, Landing, Pacer, Wait};
 use crate::metrics::ops::{Classified, ListenerMetrics};
 use crate::metrics::Counters;
 use crate::net::Stream;
@@ -66,6 +68,9 @@ pub struct ConnSettings {
     pub max_requests: usize,
     /// Bytes held for unwritten replies and unanswered requests.
     pub max_bytes: usize,
+    /// Stores wait here for memcached to move a page to their slab class
+    /// (`--slab-pacing`).
+    pub pacer: Option<Arc<Pacer>>,
 }
 
 /// Why a connection ended (for logs at debug level).
@@ -90,6 +95,8 @@ struct Slot {
     cost: usize,
     piece: Option<Piece>,
     arrived: std::time::Instant,
+    /// A paced store, counted until it is answered.
+    _landing: Option<Landing>,
 }
 
 /// Why the connection stops taking requests.
@@ -124,6 +131,10 @@ struct Session<'a> {
     estimate: usize,
     /// Decoded and not yet started.
     parked: Option<Request>,
+    /// The parked request is a store waiting for room in its slab class.
+    paced: Option<Wait>,
+    /// The request about to start is a store admitted by the pacer.
+    landing: Option<Landing>,
     split: Option<Split>,
     tallies: VecDeque<Tally>,
     next_get: u64,
@@ -174,9 +185,11 @@ pub async fn serve(
             Some(t) if quiet && !draining => Some(s.last_progress + t),
             _ => None,
         };
+        let paced_wait = s.paced;
         let event = tokio::select! {
             biased;
             _ = std::future::poll_fn(|cx| s.poll_flight(cx)), if !s.flight.is_empty() => Event::Progress,
+            _ = paced(settings, paced_wait), if paced_wait.is_some() => Event::Progress,
             r = stream.writable(), if !s.out.is_empty() => Event::Writable(r),
             r = stream.readable(), if want_read => Event::Readable(r),
             _ = sleep_until(idle_at), if idle_at.is_some() => Event::Idle,
@@ -196,6 +209,13 @@ pub async fn serve(
             Event::Shutdown => draining = true,
             Event::Drained => return Closed::Shutdown,
         }
+    }
+}
+
+/// Until the store a session holds for room may go.
+async fn paced(settings: &ConnSettings, wait: Option<Wait>) {
+    if let (Some(pacer), Some(wait)) = (&settings.pacer, wait) {
+        pacer.changed(wait).await;
     }
 }
 
@@ -237,6 +257,8 @@ impl<'a> Session<'a> {
             held: 0,
             estimate: (settings.max_bytes / FIRST_ESTIMATE_DIVISOR).max(64),
             parked: None,
+            paced: None,
+            landing: None,
             split: None,
             tallies: VecDeque::new(),
             next_get: 0,
@@ -367,7 +389,7 @@ impl<'a> Session<'a> {
                 _ => 1,
             };
             let cost = request_cost(&req.cmd);
-            if !self.admits(lookups, cost) || !self.in_order(&req.cmd) {
+            if !self.admits(lookups, cost) || !self.in_order(&req.cmd) || self.must_wait(&req.cmd) {
                 self.parked = Some(req);
                 return;
             }
@@ -375,6 +397,27 @@ impl<'a> Session<'a> {
                 self.closing = Some(Closing::Quit);
             }
             self.start(req, lookups, cost, None);
+        }
+    }
+
+    /// Whether a store must wait for room in its slab class ([`Pacer`]);
+    /// its later requests wait behind it.
+    fn must_wait(&mut self, cmd: &Command) -> bool {
+        let Some(pacer) = &self.settings.pacer else {
+            return false;
+        };
+        let Some(class) = pacer.class_of(cmd) else {
+            return false;
+        };
+        match pacer.admit(class, self.paced.take()) {
+            Admit::Go(landing) => {
+                self.landing = landing;
+                false
+            }
+            Admit::Wait(wait) => {
+                self.paced = Some(wait);
+                true
+            }
         }
     }
 
@@ -456,6 +499,7 @@ impl<'a> Session<'a> {
             cost,
             piece,
             arrived: self.arrived,
+            _landing: self.landing.take(),
         });
     }
 

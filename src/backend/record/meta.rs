@@ -16,6 +16,7 @@
 use bytes::Bytes;
 
 use super::{arith_value, counted, expiry_of, joined, server_started, Effect, Record, Stamp};
+use crate::backend::slab_classes::{self, SlabClasses};
 use crate::protocol::meta::{base64, ArithMode, Code, Flag, MetaReply, MetaRequest, Verb};
 use crate::protocol::StoreMode;
 
@@ -436,28 +437,16 @@ fn debug(req: &MetaRequest, old: Option<&Record>, now: u32) -> MetaReply {
     }
 }
 
-/// memcached's `ITEM_ntotal` on a 64-bit build with cas: a 48-byte header,
-/// the cas, the key and its NUL, the client flags when not 0, the value and
-/// its `\r\n`.
-fn item_size(key: usize, flags: u32, value: usize) -> usize {
-    48 + 8 + key + 1 + if flags == 0 { 0 } else { 4 } + value + 2
+fn item_size(key: usize, flags: u32, value: usize) -> u64 {
+    slab_classes::item_size(key, flags, value)
 }
 
-/// The slab class memcached's defaults (`-n 48`, `-f 1.25`, 512 KB chunks
-/// at most) put an item of `size` bytes in.
-fn slab_class(size: usize) -> usize {
-    const CHUNK_MAX: f64 = 512.0 * 1024.0;
-    let mut class_size = 96usize;
-    let mut class = 1;
-    while (class_size as f64) < CHUNK_MAX / 1.25 {
-        let aligned = class_size.div_ceil(8) * 8;
-        if size <= aligned {
-            return class;
-        }
-        class_size = (aligned as f64 * 1.25) as usize;
-        class += 1;
-    }
-    class
+/// The slab class memcached's defaults put an item of `size` bytes in.
+fn slab_class(size: u64) -> usize {
+    static DEFAULT: std::sync::OnceLock<SlabClasses> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(SlabClasses::memcached_default)
+        .class_of(size)
 }
 
 #[cfg(test)]

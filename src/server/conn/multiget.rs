@@ -205,6 +205,7 @@ impl Session<'_> {
                 last: true,
             }),
             arrived: self.arrived,
+            _landing: None,
         });
     }
 
