@@ -80,15 +80,29 @@ fn shift(flags: &[&str], a_size: usize, b_size: usize, burst: bool) -> (f64, Str
     let mc = Memcached::start_with(&["-m", &MB.to_string()]);
     let rend = Rend::start(&mc, flags);
     let mut c = rend.connect();
+    let rate = write_a_then_b(&mut c, a_size, b_size, burst);
+    let stats = String::from_utf8(c.req(b"stats\r\n", b"END\r\n")).unwrap();
+    (rate, stats)
+}
+
+/// The same straight into a memcached run with `-o slab_automove=2`
+/// (a page moves on every eviction): the bar rend is held to.
+fn shift_automove_2(a_size: usize, b_size: usize, burst: bool) -> f64 {
+    let mc = Memcached::start_with(&["-m", &MB.to_string(), "-o", "slab_reassign,slab_automove=2"]);
+    write_a_then_b(&mut mc.connect(), a_size, b_size, burst)
+}
+
+/// Writes A (unless `a_size` is 0) and then B on `c`, and reads B back:
+/// B's hit rate.
+fn write_a_then_b(c: &mut Conn, a_size: usize, b_size: usize, burst: bool) -> f64 {
+    let b_keys = write_a_and_b(c, a_size, b_size, burst);
+    hits(c, "b", b_size, b_keys) as f64 / b_keys as f64
+}
+
+/// Writes A (unless `a_size` is 0) and then B on `c`; how many keys B has.
+fn write_a_and_b(c: &mut Conn, a_size: usize, b_size: usize, burst: bool) -> usize {
     if a_size > 0 {
-        write(
-            &mut c,
-            "a",
-            a_size,
-            MEM * 3 / 2 / a_size,
-            256,
-            Duration::ZERO,
-        );
+        write(c, "a", a_size, MEM * 3 / 2 / a_size, 256, Duration::ZERO);
         // memcached's clock counts seconds: A's items must be older than
         // what B evicts for the balancer to prefer B.
         std::thread::sleep(Duration::from_millis(1100));
@@ -96,22 +110,13 @@ fn shift(flags: &[&str], a_size: usize, b_size: usize, burst: bool) -> (f64, Str
     let b_keys = MEM * 4 / 5 / b_size;
     if burst {
         // Batches of 256 KiB, each sent as soon as the last is answered.
-        write(
-            &mut c,
-            "b",
-            b_size,
-            b_keys,
-            (256 << 10) / b_size,
-            Duration::ZERO,
-        );
+        write(c, "b", b_size, b_keys, (256 << 10) / b_size, Duration::ZERO);
     } else {
         // About 5 MB/s, in batches of about 32 KiB.
         let batch = (32 << 10) / b_size;
-        write(&mut c, "b", b_size, b_keys, batch, Duration::from_millis(6));
+        write(c, "b", b_size, b_keys, batch, Duration::from_millis(6));
     }
-    let rate = hits(&mut c, "b", b_size, b_keys) as f64 / b_keys as f64;
-    let stats = String::from_utf8(c.req(b"stats\r\n", b"END\r\n")).unwrap();
-    (rate, stats)
+    b_keys
 }
 
 /// A counter of rend's `stats`.
@@ -155,20 +160,78 @@ fn assert_paced(a_size: usize, b_size: usize) {
     let paced = &["--slab-balancer", "true", "--slab-pacing", "5000"];
     let (control, _) = shift(paced, 0, b_size, true);
     let (rate, stats) = shift(paced, a_size, b_size, true);
+    let bar = shift_automove_2(a_size, b_size, true);
     let (waits, timeouts) = (
         stat(&stats, "slab_pacing_waits").unwrap(),
         stat(&stats, "slab_pacing_timeouts").unwrap(),
     );
     eprintln!(
         "{a_size} B -> {b_size} B in a burst: control {control:.3}, paced {rate:.3} \
-         ({waits} stores waited, {timeouts} gave up)"
+         ({waits} stores waited, {timeouts} gave up), memcached slab_automove=2 {bar:.3}"
     );
     assert!(
         rate >= 0.95 * control,
         "paced, B reads back {rate}, under 0.95 of the control's {control}"
     );
+    // Where both hold all that fits (B of small values), they may differ
+    // by a few items.
+    assert!(
+        rate >= bar - 0.005,
+        "paced, B reads back {rate}, under memcached slab_automove=2's {bar}"
+    );
     assert!(waits > 0, "{stats}");
     assert_eq!(timeouts, 0, "{stats}");
+}
+
+/// How many of the `count` keys memcached itself holds (asked directly,
+/// with `mg`).
+fn held(c: &mut Conn, prefix: &str, count: usize) -> usize {
+    let mut found = 0;
+    for start in (0..count).step_by(64) {
+        let end = (start + 64).min(count);
+        let req: String = (start..end)
+            .map(|i| format!("mg {prefix}{i}\r\n"))
+            .collect();
+        c.send(req.as_bytes());
+        let n = end - start;
+        let reply = c.read_until_with(|b| b.windows(2).filter(|w| w == b"\r\n").count() >= n);
+        let reply = String::from_utf8(reply).unwrap();
+        assert!(reply.lines().all(|l| l == "HD" || l == "EN"), "{reply}");
+        found += reply.lines().filter(|&l| l == "HD").count();
+    }
+    found
+}
+
+/// In l1-l2 (the default mode) L2 keeps every value, and pacing keeps L1's
+/// copies: the share of B that L1 holds after a burst of B, through a
+/// paced rend in l1-l2 (after A when `a_size` is not 0).
+fn l1_share(a_size: usize, b_size: usize) -> f64 {
+    let mc = Memcached::start_with(&["-m", &MB.to_string()]);
+    let l2 = tempfile::tempdir().unwrap();
+    let rend = Rend::start_two_tier(
+        &mc,
+        &l2.path().join("l2"),
+        &["--slab-balancer", "true", "--slab-pacing", "5000"],
+    );
+    let mut c = rend.connect();
+    // Not read back through rend: a read L1 misses would refill L1 from L2.
+    let b_keys = write_a_and_b(&mut c, a_size, b_size, true);
+    let stats = String::from_utf8(c.req(b"stats\r\n", b"END\r\n")).unwrap();
+    if a_size > 0 {
+        assert!(stat(&stats, "slab_pacing_waits").unwrap() > 0, "{stats}");
+    }
+    held(&mut mc.connect(), "b", b_keys) as f64 / b_keys as f64
+}
+
+#[test]
+fn two_tier_stores_wait_for_l1_pages() {
+    let control = l1_share(0, 4000);
+    let paced = l1_share(1000, 4000);
+    eprintln!("l1-l2, 1000 B -> 4000 B in a burst: L1 holds {paced:.3} of B, control {control:.3}");
+    assert!(
+        paced >= 0.95 * control,
+        "L1 holds {paced} of B, under 0.95 of the control's {control}"
+    );
 }
 
 #[test]
@@ -179,6 +242,11 @@ fn a_burst_of_larger_values_waits_for_pages() {
 #[test]
 fn a_burst_of_smaller_values_waits_for_pages() {
     assert_paced(4000, 100);
+}
+
+#[test]
+fn a_burst_of_much_larger_values_waits_for_pages() {
+    assert_paced(1000, 100_000);
 }
 
 #[test]

@@ -20,13 +20,20 @@
 //! time; while pages move or classes evict the balancer polls every
 //! [`POLL_BUSY`], otherwise every [`POLL_IDLE`].
 //!
+//! A burst of writes of a new size arrives faster than memcached frees
+//! pages, so with pacing ([`pacer`], `--slab-pacing`, on by default with the
+//! balancer) a store whose class has no free chunk while another class holds
+//! older items waits for the page: such a class wakes the balancer, which
+//! moves a page to it as if it had evicted.
+//!
 //! With chunked values (`--chunked`) it is off by default: chunks of every
 //! value share one class, and a page memcached frees for another class
 //! takes chunks of live values with it, each a whole value lost.
 //!
-//! Cost: one `stats items` per poll (when idle, 0.2% of a memcached core
-//! and 0.6% of one of rend's, measured), `stats slabs` too when a class
-//! evicted; memory: those replies, of a few KiB, and one small map.
+//! Cost: one `stats items` per poll, `stats slabs` too when a class evicted
+//! or, with pacing, on every poll (and `stats settings` once); idle, what
+//! `results/slab_pacing.csv` reports; memory: those replies, of a few KiB,
+//! and one small map.
 //! A memcached that does not answer (hung, restarting, `slab_reassign`
 //! off) costs one failed poll per [`POLL_IDLE`] and nothing else.
 
