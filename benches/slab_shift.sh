@@ -3,7 +3,7 @@
 # shift, directly (slab_automove 0, 1, 2) and through rend (plain and
 # --chunked). Writes results/slab_shift.csv.
 #
-#   bash benches/slab_shift.sh            # the full sweep (~45 min)
+#   bash benches/slab_shift.sh            # the full sweep (~55 min)
 #   SIZES="100 4000" bash benches/slab_shift.sh   # fewer sizes
 #
 # The experiment (issue 13): a fresh memcached -m $MB (default 64). Data set
