@@ -279,20 +279,15 @@ async fn run(lane: AdminLane, moves: Arc<AtomicU64>, pacer: Option<Arc<Pacer>>) 
         let wait = match pick {
             Some((src, dst)) => {
                 hot_until = t + HOT;
-                match move_page(&lane, src, dst).await {
-                    Reassign::Ok => {
-                        moves.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(src, dst, "slab balancer moved a page");
-                        Duration::ZERO
-                    }
-                    Reassign::Busy => POLL_BUSY,
-                    Reassign::Refused => {
-                        if let Some(p) = &mut pacing {
-                            p.refused(dst, t);
-                        }
-                        POLL_IDLE
-                    }
+                let reassigned = move_page(&lane, src, dst).await;
+                if reassigned == Reassign::Ok {
+                    moves.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(src, dst, "slab balancer moved a page");
                 }
+                if let (Reassign::Refused, Some(p)) = (&reassigned, &mut pacing) {
+                    p.refused(dst, t);
+                }
+                reassigned.next_poll()
             }
             None if t < hot_until => POLL_BUSY,
             None => POLL_IDLE,
@@ -401,6 +396,17 @@ fn stat(body: &[u8], name: &str) -> Option<u64> {
             _ => None,
         }
     })
+}
+
+impl Reassign {
+    /// How long to wait before the next poll after this answer.
+    fn next_poll(&self) -> Duration {
+        match self {
+            Reassign::Ok => Duration::ZERO,
+            Reassign::Busy => POLL_BUSY,
+            Reassign::Refused => POLL_IDLE,
+        }
+    }
 }
 
 /// Ask memcached to move a page from `src` to `dst`; while the page before
