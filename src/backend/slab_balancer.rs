@@ -46,7 +46,7 @@ use bytes::Bytes;
 
 use super::admin::AdminLane;
 use super::memcached::L1Addr;
-use super::slab_classes::{SlabClasses, PAGE};
+use super::slab_classes::{stat, SlabClasses, PAGE};
 use super::Backend;
 use crate::protocol::{Command, Response};
 
@@ -363,7 +363,7 @@ impl Pacing {
         }
         self.cooling.retain(|_, until| t < *until);
         let unallocated =
-            limit.saturating_sub(stat(slabs, "total_malloced").unwrap_or(limit)) / PAGE;
+            limit.saturating_sub(stat::<u64>(slabs, "total_malloced").unwrap_or(limit)) / PAGE;
         let state = (1..=table.len() as u32).map(|id| {
             let class = classes.get(&id);
             let backed = !self.cooling.contains_key(&id)
@@ -385,17 +385,6 @@ const COOL: Duration = Duration::from_secs(1);
 /// The ids of the set bits of `set`.
 fn bits(set: u64) -> impl Iterator<Item = u32> {
     (0..64).filter(move |id| set & (1 << id) != 0)
-}
-
-/// A top-level number of a `stats` body (`STAT name value`).
-fn stat(body: &[u8], name: &str) -> Option<u64> {
-    std::str::from_utf8(body).ok()?.lines().find_map(|line| {
-        let mut words = line.trim_end().split(' ');
-        match (words.next(), words.next(), words.next()) {
-            (Some("STAT"), Some(n), Some(v)) if n == name => v.parse().ok(),
-            _ => None,
-        }
-    })
 }
 
 impl Reassign {

@@ -40,19 +40,9 @@ impl SlabClasses {
     /// The classes a memcached reports in `stats settings` (`chunk_size`,
     /// `growth_factor`, `slab_chunk_max`); `None` when one is missing.
     pub fn from_settings(body: &[u8]) -> Option<SlabClasses> {
-        let text = std::str::from_utf8(body).ok()?;
-        let stat = |name: &str| {
-            text.lines().find_map(|line| {
-                let mut words = line.trim_end().split(' ');
-                match (words.next(), words.next(), words.next()) {
-                    (Some("STAT"), Some(n), Some(v)) if n == name => Some(v.to_string()),
-                    _ => None,
-                }
-            })
-        };
-        let chunk_size = stat("chunk_size")?.parse().ok()?;
-        let factor: f64 = stat("growth_factor")?.parse().ok()?;
-        let chunk_max = stat("slab_chunk_max")?.parse().ok()?;
+        let chunk_size = stat(body, "chunk_size")?;
+        let factor: f64 = stat(body, "growth_factor")?;
+        let chunk_max = stat(body, "slab_chunk_max")?;
         (factor > 1.0 && chunk_max > 0).then(|| SlabClasses::new(chunk_size, factor, chunk_max))
     }
 
@@ -80,6 +70,17 @@ impl SlabClasses {
     pub fn is_empty(&self) -> bool {
         self.sizes.is_empty()
     }
+}
+
+/// A top-level value of a `stats` reply body (`STAT name value`).
+pub fn stat<T: std::str::FromStr>(body: &[u8], name: &str) -> Option<T> {
+    std::str::from_utf8(body).ok()?.lines().find_map(|line| {
+        let mut words = line.trim_end().split(' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("STAT"), Some(n), Some(v)) if n == name => v.parse().ok(),
+            _ => None,
+        }
+    })
 }
 
 /// memcached's `ITEM_ntotal` on a 64-bit build with cas: a 48-byte header,

@@ -423,7 +423,7 @@ fn debug(req: &MetaRequest, old: Option<&Record>, now: u32) -> MetaReply {
         0 => -1,
         e => i64::from(now) - i64::from(e),
     };
-    let size = item_size(req.key.len(), o.flags, o.value.len());
+    let size = slab_classes::item_size(req.key.len(), o.flags, o.value.len());
     let info = format!(
         "exp={exp} la={} cas={} fetch={} cls={} size={size}",
         o.state.idle(now),
@@ -435,10 +435,6 @@ fn debug(req: &MetaRequest, old: Option<&Record>, now: u32) -> MetaReply {
         key,
         info: Bytes::from(info),
     }
-}
-
-fn item_size(key: usize, flags: u32, value: usize) -> u64 {
-    slab_classes::item_size(key, flags, value)
 }
 
 /// The slab class memcached's defaults put an item of `size` bytes in.

@@ -18,9 +18,9 @@
 //! takes one). A write to a class that is not backed never waits, so a
 //! memcached whose items are all in one class, or whose classes are
 //! balanced, is never paced. A write that waits the whole cap goes ahead
-//! and marks its class not backed until the balancer's next poll, so a
-//! balancer that cannot move pages (hung memcached, a class with no spare
-//! page) costs each class at most one cap per poll.
+//! and its class is not paced for a second (as after a move memcached
+//! refused), so a balancer that cannot move pages (hung memcached, a class
+//! with no spare page) costs each class at most one cap per second.
 //!
 //! Cost on the data path: which class a store lands in (a binary search
 //! of about 40 sizes) and one atomic load; a CAS when the class is backed.
